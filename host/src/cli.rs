@@ -1,0 +1,297 @@
+//! The command line: `backups run`, `backups plugins list|inspect`.
+//!
+//! Exit codes: 0 every source reached every destination; 1 the backup is incomplete (a
+//! source or destination failed); 2 the job could not start (bad job file, plugin or
+//! grant) — nothing was read, written or deleted.
+
+use backups::config::{Job, PluginSource};
+use backups::job::{self, Progress};
+use backups::runtime::{Runtime, loader, world};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+#[derive(Parser)]
+#[command(
+    name = "backups",
+    version,
+    about = "Back up folders and databases through sandboxed WebAssembly plugins"
+)]
+pub struct Cli {
+    /// More detail: each plugin call and grant decision (-vv: everything).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    /// Only warnings and errors (for cron: silence means success).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a job: dump every source, store it at every destination, apply retention, notify.
+    Run {
+        /// The job file (JSON, the legacy tool's format).
+        job: PathBuf,
+        /// Validate the job, load every plugin and print every effective grant; touch nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also print the run report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Inspect plugins.
+    Plugins {
+        #[command(subcommand)]
+        command: PluginsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// The embedded plugins, and those a job names by path.
+    List {
+        /// A job file whose `.wasm` plugins to list too.
+        job: Option<PathBuf>,
+    },
+    /// What a plugin is: world, WIT version, digest, imports, config keys.
+    Inspect {
+        /// A `.wasm` file, or the name of an embedded plugin.
+        plugin: String,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(async {
+        match cli.command {
+            Command::Run { job, dry_run, json } => run(&job, dry_run, json, cli.quiet).await,
+            Command::Plugins {
+                command: PluginsCommand::List { job },
+            } => plugins_list(job.as_deref()),
+            Command::Plugins {
+                command: PluginsCommand::Inspect { plugin },
+            } => plugins_inspect(&plugin).await,
+        }
+    })
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (quiet, verbose) {
+        (true, _) => "warn",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("BACKUPS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,backups={default}")));
+    let tty = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(tty)
+        .with_target(false)
+        .init();
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(2)
+}
+
+fn runtime_for(job: Option<&Job>) -> anyhow::Result<Runtime> {
+    let cache = job
+        .and_then(|j| j.cache_dir.clone())
+        .or_else(loader::default_cache_dir);
+    Runtime::new(cache.as_deref())
+}
+
+async fn run(path: &Path, dry_run: bool, json: bool, quiet: bool) -> ExitCode {
+    let job = match Job::load(path) {
+        Ok(job) => job,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let runtime = match runtime_for(Some(&job)) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let plan = match job::plan(job, &runtime).await {
+        Ok(p) => p,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    if dry_run {
+        print!("{}", plan.describe());
+        println!("\ndry run: nothing was read, written or deleted");
+        return ExitCode::SUCCESS;
+    }
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let progress = Progress::default();
+    let ticker = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let bytes = progress.bytes.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let mut last = 0;
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let now = bytes.load(Ordering::Relaxed);
+                if now != last {
+                    let secs = started.elapsed().as_secs_f64().max(0.001);
+                    eprintln!(
+                        "  … {} read ({}/s)",
+                        backups::report::human_bytes(now),
+                        backups::report::human_bytes((now as f64 / secs) as u64)
+                    );
+                    last = now;
+                }
+            }
+        })
+    });
+
+    let report = match job::run(&plan, &runtime, &progress).await {
+        Ok(r) => r,
+        Err(e) => return fail(plan.redactor.redact(&format!("{e:#}"))),
+    };
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    let summary = report.summary();
+    if !quiet || !report.success() {
+        eprint!("\n{summary}");
+    }
+    if json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(text) => println!("{}", plan.redactor.redact(&text)),
+            Err(e) => return fail(e),
+        }
+    }
+    if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn plugins_list(job_path: Option<&Path>) -> ExitCode {
+    let runtime = match runtime_for(None) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    println!("embedded:");
+    for name in Runtime::embedded_names() {
+        match runtime.load_embedded(name) {
+            Ok(p) => println!(
+                "  {name:<12} {:<12} WIT {}  sha256 {}",
+                p.world.role.to_string(),
+                p.world.version,
+                &p.digest[..16]
+            ),
+            Err(e) => println!("  {name:<12} BROKEN: {e:#}"),
+        }
+    }
+    if let Some(path) = job_path {
+        let job = match Job::load(path) {
+            Ok(j) => j,
+            Err(e) => return fail(format!("{e:#}")),
+        };
+        println!("named by {}:", path.display());
+        for entry in job.entries() {
+            if let PluginSource::File { path, sha256 } = &entry.plugin {
+                match runtime.load_file(path, sha256.as_deref()) {
+                    Ok(p) => println!(
+                        "  {} {} — {} WIT {} sha256 {}{}",
+                        entry.label(),
+                        path.display(),
+                        p.world.role,
+                        p.world.version,
+                        p.digest,
+                        if sha256.is_some() { " (pinned)" } else { "" }
+                    ),
+                    Err(e) => println!("  {} BROKEN: {e:#}", entry.label()),
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn plugins_inspect(plugin: &str) -> ExitCode {
+    let runtime = match runtime_for(None) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let as_path = Path::new(plugin);
+    let loaded = if as_path.exists() || plugin.ends_with(".wasm") {
+        runtime.load_file(as_path, None)
+    } else {
+        runtime.load_embedded(plugin)
+    };
+    let loaded = match loaded {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let mut instance = match runtime.instantiate_bare(&loaded, plugin).await {
+        Ok(i) => i,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let about = match instance.describe().await {
+        Ok(a) => a,
+        Err(e) => return fail(format!("{plugin}: describe failed: {e}")),
+    };
+    println!("plugin:      {}", loaded.origin);
+    println!(
+        "type:        {} {} — {}",
+        about.name, about.version, about.summary
+    );
+    println!(
+        "world:       {}/{}@{}",
+        world::PACKAGE,
+        loaded.world.role,
+        loaded.world.version
+    );
+    println!("sha256:      {}", loaded.digest);
+    println!(
+        "size:        {}",
+        backups::report::human_bytes(loaded.size as u64)
+    );
+    println!(
+        "trust:       {}",
+        match loaded.origin {
+            backups::runtime::Origin::Embedded(_) => "first-party, embedded in this binary",
+            backups::runtime::Origin::File(_) =>
+                "third-party file: gets only the grants a job gives it",
+        }
+    );
+    println!("config keys: {}", list_or_none(&about.config_keys));
+    println!("secret keys: {}", list_or_none(&about.secret_keys));
+    println!("imports (what it can ask the host for; each is still checked against grants):");
+    for import in world::imports(runtime.engine(), &loaded.component) {
+        println!("  {import}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "(none)".into()
+    } else {
+        items.join(", ")
+    }
+}

@@ -1,0 +1,706 @@
+//! The job file. The legacy tool's JSON format runs unchanged; new keys are additions.
+//!
+//! Parsing happens in two steps: the JSON is read into [`Job`] with every entry's own keys
+//! kept aside, then [`Job::validate`] checks what the host itself needs. Each plugin's own
+//! keys are checked by the plugin (`configure`), and unknown keys are warned about once the
+//! plugin has said which keys it knows.
+
+mod secrets;
+
+pub use secrets::{SecretRef, resolve_secrets};
+
+use crate::grants::GrantSpec;
+use anyhow::{Context as _, Result, bail};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Where the job's temporary artifacts go unless `tmpdir` says otherwise.
+pub const DEFAULT_TMPDIR: &str = "/var/tmp/backups";
+
+/// A whole job file.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The file it came from, for error messages.
+    pub path: PathBuf,
+    /// `job`, or the file name without its extension.
+    pub name: String,
+    pub hostname: String,
+    pub tmpdir: PathBuf,
+    /// Legacy `modules`: checked against the types in use, otherwise informational.
+    pub modules: Vec<String>,
+    pub sources: Vec<Entry>,
+    pub destinations: Vec<Entry>,
+    pub notifications: Vec<Entry>,
+    pub limits: Limits,
+    /// Where compiled plugins are cached (`cache_dir`).
+    pub cache_dir: Option<PathBuf>,
+    /// Warnings found while reading (unknown keys...), shown before the run.
+    pub warnings: Vec<String>,
+}
+
+/// Which list an entry came from: decides the WIT world its plugin must implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Source,
+    Destination,
+    Notifier,
+}
+
+impl Role {
+    /// The job-file key of the list.
+    pub fn list_key(self) -> &'static str {
+        match self {
+            Role::Source => "sources",
+            Role::Destination => "destinations",
+            Role::Notifier => "notifications",
+        }
+    }
+    /// The WIT world a plugin in this role implements.
+    pub fn world(self) -> &'static str {
+        match self {
+            Role::Source => "source",
+            Role::Destination => "destination",
+            Role::Notifier => "notifier",
+        }
+    }
+    /// The legacy module namespace: `backups.sources.folder`.
+    fn legacy_module_prefix(self) -> &'static str {
+        match self {
+            Role::Source => "backups.sources.",
+            Role::Destination => "backups.destinations.",
+            Role::Notifier => "backups.notifications.",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.world())
+    }
+}
+
+/// Where an entry's plugin comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginSource {
+    /// First-party, compiled into the binary, chosen by `type`.
+    Embedded(String),
+    /// A `.wasm` file named by `plugin` (a path, or `{"path": ..., "sha256": ...}`).
+    File {
+        path: PathBuf,
+        sha256: Option<String>,
+    },
+}
+
+/// How an entry encrypts (sources only).
+#[derive(Debug, Clone)]
+pub enum Encryption {
+    Passphrase(String),
+    /// Public key files, or fingerprints/emails looked up in `keyring`.
+    Recipients {
+        recipients: Vec<String>,
+        keyring: Option<PathBuf>,
+    },
+    /// `compress_only`: gzip without encryption.
+    None,
+}
+
+/// Per-plugin limits. Defaults are safe for all first-party plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory_bytes: u64,
+    /// Wall-clock time one call into a plugin may take (a dump is one call).
+    pub call_seconds: u64,
+    /// Log bytes one instance may emit before the rest is dropped (and that is said).
+    pub log_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 512 << 20,
+            call_seconds: 6 * 3600,
+            log_bytes: 1 << 20,
+        }
+    }
+}
+
+/// One entry of `sources`, `destinations` or `notifications`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub role: Role,
+    /// Position in its list, for messages about entries without an id.
+    pub index: usize,
+    pub id: String,
+    pub name: String,
+    pub kind: String,
+    pub plugin: PluginSource,
+    /// The explicit `grants` block, if any; it replaces what a first-party plugin derives.
+    pub grants: Option<GrantSpec>,
+    pub limits: Limits,
+    /// Sources: how to encrypt.
+    pub encryption: Option<Encryption>,
+    /// Destinations: legacy retention keys.
+    pub retention_copies: Option<u32>,
+    pub retention_days: Option<u32>,
+    /// Destinations: the floor retention never goes below (default 1).
+    pub min_copies: u32,
+    /// Notifiers: when to send.
+    pub notify_on_success: bool,
+    pub notify_on_failure: bool,
+    /// The keys the plugin gets: `id`, `name`, `type` and its own keys. Host keys
+    /// (passphrase, grants, retention...) are never passed to a plugin.
+    pub plugin_config: Map<String, Value>,
+    /// Values found behind secret references, redacted everywhere.
+    pub secrets: Vec<String>,
+}
+
+impl Entry {
+    /// `sources[2] "db"`: how messages name an entry.
+    pub fn label(&self) -> String {
+        format!("{}[{}] {:?}", self.role.list_key(), self.index, self.id)
+    }
+}
+
+/// Keys the host reads itself and never passes to a plugin.
+const HOST_KEYS: &[&str] = &[
+    "plugin",
+    "grants",
+    "limits",
+    "passphrase",
+    "recipients",
+    "keyring",
+    "compress_only",
+    "retention_copies",
+    "retention_days",
+    "min_copies",
+    "notify_on_success",
+    "notify_on_failure",
+];
+
+/// Keys every entry may carry and the plugin also receives.
+pub const COMMON_KEYS: &[&str] = &["id", "name", "type"];
+
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "job",
+    "hostname",
+    "tmpdir",
+    "modules",
+    "sources",
+    "destinations",
+    "notifications",
+    "limits",
+    "cache_dir",
+];
+
+impl Job {
+    /// Reads and checks a job file. Errors name the file and, where there is one, the key.
+    pub fn load(path: &Path) -> Result<Job> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read the job file", path.display()))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Job> {
+        let shown = path.display();
+        let root: Value = serde_json::from_str(text).map_err(|e| {
+            anyhow::anyhow!(
+                "{shown}:{}:{}: not valid JSON: {}",
+                e.line(),
+                e.column(),
+                strip_position(&e.to_string())
+            )
+        })?;
+        let Value::Object(root) = root else {
+            bail!("{shown}: the job file must be a JSON object");
+        };
+        let mut warnings = Vec::new();
+        for key in root.keys() {
+            if !TOP_LEVEL_KEYS.contains(&key.as_str()) {
+                warnings.push(format!("{shown}: unknown top-level key {key:?} (ignored)"));
+            }
+        }
+
+        let name = match root.get("job") {
+            Some(v) => string(v, &format!("{shown}: job"))?,
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "job".into()),
+        };
+        let hostname = match root.get("hostname") {
+            Some(v) => string(v, &format!("{shown}: hostname"))?,
+            None => system_hostname(),
+        };
+        if hostname.is_empty() || hostname.contains('/') || hostname.starts_with('.') {
+            bail!("{shown}: hostname {hostname:?} cannot be the first part of an object name");
+        }
+        let tmpdir = match root.get("tmpdir") {
+            Some(v) => PathBuf::from(string(v, &format!("{shown}: tmpdir"))?),
+            None => PathBuf::from(DEFAULT_TMPDIR),
+        };
+        let modules = match root.get("modules") {
+            None => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| string(v, &format!("{shown}: modules")))
+                .collect::<Result<_>>()?,
+            Some(_) => bail!("{shown}: modules must be a list of module names"),
+        };
+        let limits = match root.get("limits") {
+            Some(v) => parse_limits(v, Limits::default(), &format!("{shown}: limits"))?,
+            None => Limits::default(),
+        };
+        let cache_dir = match root.get("cache_dir") {
+            Some(v) => Some(PathBuf::from(string(v, &format!("{shown}: cache_dir"))?)),
+            None => None,
+        };
+
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut lists = Vec::new();
+        for role in [Role::Source, Role::Destination, Role::Notifier] {
+            let key = role.list_key();
+            let items = match root.get(key) {
+                None => Vec::new(),
+                Some(Value::Array(items)) => items.clone(),
+                Some(_) => bail!("{shown}: {key} must be a list"),
+            };
+            let mut entries = Vec::new();
+            for (index, item) in items.into_iter().enumerate() {
+                let ctx = EntryContext {
+                    file: path,
+                    base_dir,
+                    role,
+                    index,
+                    limits,
+                };
+                entries.push(ctx.parse(item)?);
+            }
+            lists.push(entries);
+        }
+        let notifications = lists.pop().unwrap_or_default();
+        let destinations = lists.pop().unwrap_or_default();
+        let sources = lists.pop().unwrap_or_default();
+
+        let job = Job {
+            path: path.to_path_buf(),
+            name,
+            hostname,
+            tmpdir,
+            modules,
+            sources,
+            destinations,
+            notifications,
+            limits,
+            cache_dir,
+            warnings,
+        };
+        job.validate()?;
+        Ok(job)
+    }
+
+    /// What the host needs to be true before anything runs.
+    fn validate(&self) -> Result<()> {
+        let shown = self.path.display();
+        if self.sources.is_empty() {
+            bail!("{shown}: sources is empty: nothing to back up");
+        }
+        if self.destinations.is_empty() {
+            bail!("{shown}: destinations is empty: nowhere to put the backups");
+        }
+        for list in [&self.sources, &self.destinations, &self.notifications] {
+            let mut seen = std::collections::HashSet::new();
+            for entry in list {
+                if !seen.insert(&entry.id) {
+                    bail!(
+                        "{shown}: {}: id {:?} is used twice in {}; ids name objects and must be unique",
+                        entry.label(),
+                        entry.id,
+                        entry.role.list_key()
+                    );
+                }
+            }
+        }
+        for source in &self.sources {
+            if source.encryption.is_none() {
+                bail!(
+                    "{shown}: {}: no passphrase and no recipients: set \"passphrase\", \
+                     \"recipients\", or \"compress_only\": 1 to store it unencrypted",
+                    source.label()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.sources
+            .iter()
+            .chain(&self.destinations)
+            .chain(&self.notifications)
+    }
+
+    /// Warnings for legacy `modules` that name a type no entry uses, or entries whose
+    /// module is not listed (the legacy tool needed both; we need neither).
+    pub fn module_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for module in &self.modules {
+            let used = self.entries().any(|e| {
+                module == &format!("{}{}", e.role.legacy_module_prefix(), e.kind)
+                    || legacy_alias(module).is_some_and(|m| m == e.kind)
+            });
+            if !used {
+                out.push(format!(
+                    "{}: modules: {module:?} is listed but no entry uses it",
+                    self.path.display()
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// Legacy module names whose last part differs from the `type` they serve.
+fn legacy_alias(module: &str) -> Option<&'static str> {
+    match module.rsplit('.').next()? {
+        "smtp" | "email" => Some("smtp"),
+        _ => None,
+    }
+}
+
+struct EntryContext<'a> {
+    file: &'a Path,
+    base_dir: &'a Path,
+    role: Role,
+    index: usize,
+    limits: Limits,
+}
+
+impl EntryContext<'_> {
+    fn at(&self, key: &str) -> String {
+        format!(
+            "{}: {}[{}].{key}",
+            self.file.display(),
+            self.role.list_key(),
+            self.index
+        )
+    }
+
+    fn parse(&self, item: Value) -> Result<Entry> {
+        let Value::Object(mut map) = item else {
+            bail!(
+                "{}: {}[{}] must be an object",
+                self.file.display(),
+                self.role.list_key(),
+                self.index
+            );
+        };
+        let kind = match map.get("type") {
+            Some(v) => string(v, &self.at("type"))?,
+            None => bail!(
+                "{}: missing (which plugin serves this entry?)",
+                self.at("type")
+            ),
+        };
+        // Notifications in legacy files often have no id; the type names them well enough.
+        let id = match map.get("id") {
+            Some(v) => string(v, &self.at("id"))?,
+            None if self.role == Role::Notifier => format!("{kind}-{}", self.index),
+            None => bail!("{}: missing (ids name the backup objects)", self.at("id")),
+        };
+        if id.is_empty() || id.contains('/') || id.starts_with('.') || id.contains("..") {
+            bail!("{}: {id:?} cannot be part of an object name", self.at("id"));
+        }
+        let name = match map.get("name") {
+            Some(v) => string(v, &self.at("name"))?,
+            None => id.clone(),
+        };
+        map.insert("id".into(), Value::String(id.clone()));
+        map.insert("name".into(), Value::String(name.clone()));
+
+        let plugin = match map.get("plugin") {
+            None => PluginSource::Embedded(kind.clone()),
+            Some(Value::String(p)) => PluginSource::File {
+                path: self.base_dir.join(p),
+                sha256: None,
+            },
+            Some(Value::Object(o)) => {
+                let path = o
+                    .get("path")
+                    .map(|v| string(v, &self.at("plugin.path")))
+                    .transpose()?
+                    .ok_or_else(|| anyhow::anyhow!("{}: missing", self.at("plugin.path")))?;
+                let sha256 = o
+                    .get("sha256")
+                    .map(|v| string(v, &self.at("plugin.sha256")))
+                    .transpose()?
+                    .map(|s| s.to_ascii_lowercase());
+                if let Some(d) = &sha256
+                    && (d.len() != 64 || !d.chars().all(|c| c.is_ascii_hexdigit()))
+                {
+                    bail!(
+                        "{}: {d:?} is not a sha256 hex digest",
+                        self.at("plugin.sha256")
+                    );
+                }
+                PluginSource::File {
+                    path: self.base_dir.join(path),
+                    sha256,
+                }
+            }
+            Some(_) => bail!(
+                "{}: must be a path or {{\"path\": ..., \"sha256\": ...}}",
+                self.at("plugin")
+            ),
+        };
+
+        // Secret references are resolved for every value the plugin or host will read.
+        let mut secrets = Vec::new();
+        for (key, value) in map.iter_mut() {
+            if key == "grants" || key == "plugin" {
+                continue;
+            }
+            resolve_secrets(value, &self.at(key), &mut secrets)?;
+        }
+
+        let grants = map
+            .get("grants")
+            .map(|v| GrantSpec::parse(v, &self.at("grants")))
+            .transpose()?;
+        let limits = match map.get("limits") {
+            Some(v) => parse_limits(v, self.limits, &self.at("limits"))?,
+            None => self.limits,
+        };
+
+        let encryption = if self.role == Role::Source {
+            self.encryption(&map)?
+        } else {
+            None
+        };
+        let retention_copies = map
+            .get("retention_copies")
+            .map(|v| count(v, &self.at("retention_copies")))
+            .transpose()?;
+        let retention_days = map
+            .get("retention_days")
+            .map(|v| count(v, &self.at("retention_days")))
+            .transpose()?;
+        let min_copies = map
+            .get("min_copies")
+            .map(|v| count(v, &self.at("min_copies")))
+            .transpose()?
+            .unwrap_or(crate::retention::DEFAULT_MIN_COPIES);
+        if min_copies == 0 {
+            bail!(
+                "{}: must be at least 1: a destination always keeps its newest copy",
+                self.at("min_copies")
+            );
+        }
+        let notify_on_success = map
+            .get("notify_on_success")
+            .map(|v| flag(v, &self.at("notify_on_success")))
+            .transpose()?
+            .unwrap_or(true);
+        let notify_on_failure = map
+            .get("notify_on_failure")
+            .map(|v| flag(v, &self.at("notify_on_failure")))
+            .transpose()?
+            .unwrap_or(true);
+
+        if let Some(Value::String(p)) = map.get("passphrase") {
+            secrets.push(p.clone());
+        }
+        let plugin_config: Map<String, Value> = map
+            .into_iter()
+            .filter(|(k, _)| !HOST_KEYS.contains(&k.as_str()))
+            .collect();
+
+        Ok(Entry {
+            role: self.role,
+            index: self.index,
+            id,
+            name,
+            kind,
+            plugin,
+            grants,
+            limits,
+            encryption,
+            retention_copies,
+            retention_days,
+            min_copies,
+            notify_on_success,
+            notify_on_failure,
+            plugin_config,
+            secrets,
+        })
+    }
+
+    fn encryption(&self, map: &Map<String, Value>) -> Result<Option<Encryption>> {
+        let compress_only = map
+            .get("compress_only")
+            .map(|v| flag(v, &self.at("compress_only")))
+            .transpose()?
+            .unwrap_or(false);
+        let recipients: Vec<String> = match map.get("recipients") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::String(s)) => s
+                .split([',', ' '])
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|v| string(v, &self.at("recipients")))
+                .collect::<Result<_>>()?,
+            Some(_) => bail!(
+                "{}: must be a list of key files or fingerprints",
+                self.at("recipients")
+            ),
+        };
+        let passphrase = match map.get("passphrase") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(string(v, &self.at("passphrase"))?),
+        };
+        if compress_only {
+            return Ok(Some(Encryption::None));
+        }
+        if !recipients.is_empty() {
+            let keyring = map
+                .get("keyring")
+                .map(|v| string(v, &self.at("keyring")))
+                .transpose()?
+                .map(|p| self.base_dir.join(p));
+            let recipients = recipients
+                .into_iter()
+                .map(|r| {
+                    // A relative key-file path is relative to the job file.
+                    let as_path = self.base_dir.join(&r);
+                    if r.contains('/') || as_path.is_file() {
+                        as_path.display().to_string()
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            return Ok(Some(Encryption::Recipients {
+                recipients,
+                keyring,
+            }));
+        }
+        match passphrase {
+            Some(p) if p.is_empty() => bail!("{}: is empty", self.at("passphrase")),
+            Some(p) => Ok(Some(Encryption::Passphrase(p))),
+            None => Ok(None),
+        }
+    }
+}
+
+fn parse_limits(value: &Value, base: Limits, at: &str) -> Result<Limits> {
+    let Value::Object(map) = value else {
+        bail!("{at}: must be an object");
+    };
+    let mut limits = base;
+    for (key, v) in map {
+        let n = v
+            .as_u64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| anyhow::anyhow!("{at}.{key}: must be a positive whole number"))?;
+        match key.as_str() {
+            "memory_mib" => limits.memory_bytes = n << 20,
+            "call_seconds" => limits.call_seconds = n,
+            "log_kib" => limits.log_bytes = n << 10,
+            _ => bail!("{at}.{key}: unknown limit (memory_mib, call_seconds, log_kib)"),
+        }
+    }
+    Ok(limits)
+}
+
+fn string(value: &Value, at: &str) -> Result<String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        other => bail!("{at}: must be a string, found {}", json_kind(other)),
+    }
+}
+
+/// Legacy flags are `1`/`0`, `true`/`false` or `"1"`/`"0"`.
+fn flag(value: &Value, at: &str) -> Result<bool> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
+        Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
+        Value::String(s) if matches!(s.as_str(), "0" | "false" | "no") => Ok(false),
+        Value::String(s) if matches!(s.as_str(), "1" | "true" | "yes") => Ok(true),
+        other => bail!("{at}: must be 1/0 or true/false, found {other}"),
+    }
+}
+
+fn count(value: &Value, at: &str) -> Result<u32> {
+    match value {
+        Value::Number(n) => n
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| anyhow::anyhow!("{at}: must be a whole number ≥ 0, found {n}")),
+        Value::String(s) => s
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{at}: must be a whole number ≥ 0, found {s:?}")),
+        other => bail!("{at}: must be a whole number, found {}", json_kind(other)),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// serde_json appends " at line X column Y"; we print the position first, as compilers do.
+fn strip_position(msg: &str) -> &str {
+    msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
+}
+
+fn system_hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "localhost".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Unknown keys of an entry, given the keys its plugin declared.
+pub fn unknown_keys(entry: &Entry, known: &[String]) -> Vec<String> {
+    entry
+        .plugin_config
+        .keys()
+        .filter(|k| !COMMON_KEYS.contains(&k.as_str()) && !known.iter().any(|n| n == *k))
+        .cloned()
+        .collect()
+}
+
+/// Values of `secret_keys` (dotted paths) in an entry's plugin config, for redaction.
+pub fn secret_values(config: &Map<String, Value>, secret_keys: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in secret_keys {
+        let mut parts = key.split('.');
+        let mut cur = parts.next().and_then(|p| config.get(p));
+        for p in parts {
+            cur = cur.and_then(|v| v.get(p));
+        }
+        if let Some(Value::String(s)) = cur
+            && !s.is_empty()
+        {
+            out.push(s.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

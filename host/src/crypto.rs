@@ -1,0 +1,153 @@
+//! OpenPGP for artifacts: what stock GnuPG 2.2 can decrypt.
+//!
+//! Symmetric (`passphrase`) messages use sequoia's defaults, SEIPDv1 with MDC and AES-256,
+//! which `gpg --decrypt` reads. Public-key messages go to every transport-encryption
+//! subkey of each recipient that is valid under the standard policy now.
+
+use crate::config::Encryption;
+use anyhow::{Context as _, Result, bail};
+use openpgp::Cert;
+use openpgp::cert::CertParser;
+use openpgp::crypto::Password;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message};
+use sequoia_openpgp as openpgp;
+use std::io::Write;
+use std::path::Path;
+
+static POLICY: StandardPolicy = StandardPolicy::new();
+
+/// Encryption, prepared before the dump starts so that a bad key fails the source
+/// before anything is read.
+#[derive(Clone)]
+pub enum Plan {
+    Passphrase(Password),
+    Recipients(Vec<Cert>),
+    None,
+}
+
+impl Plan {
+    pub fn prepare(encryption: &Encryption, label: &str) -> Result<Plan> {
+        match encryption {
+            Encryption::None => Ok(Plan::None),
+            Encryption::Passphrase(p) => Ok(Plan::Passphrase(Password::from(p.as_str()))),
+            Encryption::Recipients {
+                recipients,
+                keyring,
+            } => {
+                let mut certs = Vec::new();
+                for r in recipients {
+                    certs
+                        .push(find_cert(r, keyring.as_deref()).with_context(|| label.to_string())?);
+                }
+                let policy = StandardPolicy::new();
+                for cert in &certs {
+                    let usable = cert
+                        .keys()
+                        .with_policy(&policy, None)
+                        .supported()
+                        .alive()
+                        .revoked(false)
+                        .for_transport_encryption()
+                        .count();
+                    if usable == 0 {
+                        bail!(
+                            "{label}: recipient {} has no valid encryption key (expired, revoked \
+                             or signing-only)",
+                            cert.fingerprint()
+                        );
+                    }
+                }
+                Ok(Plan::Recipients(certs))
+            }
+        }
+    }
+
+    /// What the manifest says about the encryption.
+    pub fn describe(&self) -> (&'static str, Vec<String>) {
+        match self {
+            Plan::Passphrase(_) => ("openpgp-passphrase", Vec::new()),
+            Plan::Recipients(certs) => (
+                "openpgp-recipients",
+                certs.iter().map(|c| c.fingerprint().to_hex()).collect(),
+            ),
+            Plan::None => ("none", Vec::new()),
+        }
+    }
+
+    pub fn encrypts(&self) -> bool {
+        !matches!(self, Plan::None)
+    }
+
+    /// Wraps `sink` so that what is written becomes one OpenPGP message's literal data.
+    pub fn encrypting_writer<'a, W: Write + Send + Sync + 'a>(
+        &'a self,
+        sink: W,
+    ) -> Result<Message<'a>> {
+        let message = Message::new(sink);
+        let message = match self {
+            Plan::Passphrase(p) => Encryptor::with_passwords(message, Some(p.clone())).build()?,
+            Plan::Recipients(certs) => {
+                let recipients = certs.iter().flat_map(|cert| {
+                    cert.keys()
+                        .with_policy(&POLICY, None)
+                        .supported()
+                        .alive()
+                        .revoked(false)
+                        .for_transport_encryption()
+                });
+                Encryptor::for_recipients(message, recipients).build()?
+            }
+            Plan::None => bail!("encrypting_writer called for an unencrypted artifact"),
+        };
+        LiteralWriter::new(message).build()
+    }
+}
+
+/// A recipient is a key file (armored or binary), or a fingerprint, key id or email found
+/// in `keyring` (an OpenPGP keyring file, e.g. `gpg --export > keyring.gpg`).
+fn find_cert(recipient: &str, keyring: Option<&Path>) -> Result<Cert> {
+    let as_path = Path::new(recipient);
+    if as_path.is_file() {
+        return Cert::from_file(as_path)
+            .with_context(|| format!("recipients: {recipient}: not an OpenPGP public key"));
+    }
+    if recipient.contains('/') {
+        bail!("recipients: {recipient}: no such key file");
+    }
+    let Some(keyring) = keyring else {
+        bail!(
+            "recipients: {recipient:?} is neither a key file nor findable: set \"keyring\" to an \
+             exported keyring file (gpg --export > keyring.gpg) to look up fingerprints and emails"
+        );
+    };
+    let wanted = recipient
+        .trim_start_matches("0x")
+        .replace(' ', "")
+        .to_ascii_uppercase();
+    let parser = CertParser::from_file(keyring)
+        .with_context(|| format!("keyring: {}: cannot read", keyring.display()))?;
+    for cert in parser {
+        let cert = cert
+            .with_context(|| format!("keyring: {}: not an OpenPGP keyring", keyring.display()))?;
+        let by_key = cert.keys().any(|k| {
+            let fpr = k.key().fingerprint().to_hex();
+            fpr == wanted || (wanted.len() >= 16 && fpr.ends_with(&wanted))
+        });
+        let by_email = cert.userids().any(|u| {
+            u.userid()
+                .email()
+                .ok()
+                .flatten()
+                .is_some_and(|e| e.eq_ignore_ascii_case(recipient))
+        });
+        if by_key || by_email {
+            return Ok(cert);
+        }
+    }
+    bail!(
+        "recipients: {recipient:?} not found in keyring {}",
+        keyring.display()
+    )
+}

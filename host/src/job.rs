@@ -1,0 +1,749 @@
+//! One run of a job, end to end.
+//!
+//! 1. **Plan**: load every entry's plugin, ask it what it is, work out its grants. Any
+//!    error here stops the run before anything is read or written: bad input never
+//!    leaves half a backup behind.
+//! 2. **Sources**, one at a time: dump → gzip → OpenPGP into one temporary artifact.
+//!    A source that fails (error, crash, timeout, denied grant) is reported and the others
+//!    still run; its artifact is discarded, never uploaded.
+//! 3. **Destinations**, concurrently for each artifact: put (with retries on transient
+//!    errors), manifest, then retention on a fresh listing. A failing destination never
+//!    stops the others.
+//! 4. **Notifiers**: each gets the report if its `notify_on_*` says so. A notifier that
+//!    fails is reported but never changes the run's outcome.
+
+use crate::artifact::{self, Manifest};
+use crate::config::{self, Entry, Job, PluginSource, Role};
+use crate::crypto::Plan as CryptoPlan;
+use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
+use crate::pipeline;
+use crate::redact::Redactor;
+use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
+use crate::retention;
+use crate::runtime::bindings::{About, Context};
+use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Runtime, sink};
+use anyhow::{Context as _, Result, bail};
+use jiff::Timestamp;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Attempts for a put that fails with a transient error, and the pause before each retry.
+const PUT_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
+
+/// An entry ready to run: its plugin, what it says about itself, and its grants.
+pub struct Planned {
+    pub entry: Entry,
+    pub plugin: LoadedPlugin,
+    pub about: About,
+    pub grants: Grants,
+    /// The plugin's config as JSON, secrets resolved.
+    pub config_json: String,
+}
+
+pub struct JobPlan {
+    pub job: Job,
+    pub sources: Vec<Planned>,
+    pub destinations: Vec<Planned>,
+    pub notifications: Vec<Planned>,
+    pub warnings: Vec<String>,
+    pub redactor: Redactor,
+}
+
+/// Loads and checks everything a run needs. Errors name the file, entry and key at fault.
+pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
+    let redactor = Redactor::new();
+    let mut warnings = job.warnings.clone();
+    warnings.extend(job.module_warnings());
+    for entry in job.entries() {
+        redactor.add_all(&entry.secrets);
+    }
+    let mut lists: Vec<Vec<Planned>> = Vec::new();
+    for list in [&job.sources, &job.destinations, &job.notifications] {
+        let mut planned = Vec::new();
+        for entry in list {
+            planned.push(plan_entry(entry, &job, runtime, &redactor, &mut warnings).await?);
+        }
+        lists.push(planned);
+    }
+    let notifications = lists.pop().unwrap_or_default();
+    let destinations = lists.pop().unwrap_or_default();
+    let sources = lists.pop().unwrap_or_default();
+    Ok(JobPlan {
+        job,
+        sources,
+        destinations,
+        notifications,
+        warnings,
+        redactor,
+    })
+}
+
+async fn plan_entry(
+    entry: &Entry,
+    job: &Job,
+    runtime: &Runtime,
+    redactor: &Redactor,
+    warnings: &mut Vec<String>,
+) -> Result<Planned> {
+    let shown = job.path.display();
+    let label = entry.label();
+    let plugin = runtime
+        .load_entry(entry)
+        .map_err(|e| anyhow::anyhow!("{shown}: {e:#}"))?;
+    let config_json = serde_json::to_string(&entry.plugin_config)?;
+
+    let mut bare = runtime.instantiate_bare(&plugin, &label).await?;
+    let about = bare.describe().await.map_err(|e| {
+        anyhow::anyhow!("{shown}: {label}: {}: describe failed: {e}", plugin.origin)
+    })?;
+    for key in config::unknown_keys(entry, &about.config_keys) {
+        warnings.push(format!(
+            "{shown}: {label}: unknown key {key:?} for type {:?} (ignored)",
+            entry.kind
+        ));
+    }
+    redactor.add_all(&config::secret_values(
+        &entry.plugin_config,
+        &about.secret_keys,
+    ));
+
+    let grants = match (&entry.grants, &entry.plugin) {
+        (Some(spec), _) => Grants::resolve(
+            spec,
+            GrantOrigin::Explicit,
+            &format!("{shown}: {label}.grants"),
+        )?,
+        (None, PluginSource::Embedded(kind)) => {
+            let asked = bare.requested_grants(&config_json).await.map_err(|e| {
+                anyhow::anyhow!("{shown}: {label}: {}", redactor.redact(&e.to_string()))
+            })?;
+            let spec = GrantSpec {
+                read: asked.read,
+                write: asked.write,
+                net: asked.net,
+                run: asked.run,
+                env: asked.env,
+            };
+            Grants::resolve(
+                &spec,
+                GrantOrigin::Derived {
+                    plugin: kind.clone(),
+                },
+                &format!("{shown}: {label} (derived grants)"),
+            )?
+        }
+        (None, PluginSource::File { .. }) => Grants::none(),
+    };
+    Ok(Planned {
+        entry: entry.clone(),
+        plugin,
+        about,
+        grants,
+        config_json,
+    })
+}
+
+impl JobPlan {
+    /// The `--dry-run` report: every entry, its plugin and every effective grant.
+    pub fn describe(&self) -> String {
+        let job = &self.job;
+        let mut out = format!(
+            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {} KiB of log per plugin\n",
+            job.name,
+            job.path.display(),
+            job.hostname,
+            job.tmpdir.display(),
+            job.limits.memory_bytes >> 20,
+            job.limits.call_seconds,
+            job.limits.log_bytes >> 10,
+        );
+        for (title, list) in [
+            ("sources", &self.sources),
+            ("destinations", &self.destinations),
+            ("notifications", &self.notifications),
+        ] {
+            out += &format!("\n{title}:\n");
+            if list.is_empty() {
+                out += "  (none)\n";
+            }
+            for p in list {
+                let e = &p.entry;
+                out += &format!(
+                    "  {} type {:?}: {} — {} plugin, WIT {}, sha256 {}\n",
+                    e.label(),
+                    e.kind,
+                    p.plugin.origin,
+                    p.plugin.world.role,
+                    p.plugin.world.version,
+                    p.plugin.digest
+                );
+                match e.role {
+                    Role::Source => {
+                        let enc = match &e.encryption {
+                            Some(config::Encryption::Passphrase(_)) => {
+                                "OpenPGP, passphrase".to_string()
+                            }
+                            Some(config::Encryption::Recipients { recipients, .. }) => {
+                                format!("OpenPGP, recipients {}", recipients.join(", "))
+                            }
+                            Some(config::Encryption::None) => {
+                                "none (compress_only: gzip only)".into()
+                            }
+                            None => "MISSING".into(),
+                        };
+                        out += &format!("    encryption: {enc}\n");
+                    }
+                    Role::Destination => {
+                        let policy = retention_policy(e);
+                        out += &format!(
+                            "    retention: {}\n",
+                            if policy.is_keep_all() {
+                                "keep every copy (no retention_copies / retention_days)".to_string()
+                            } else {
+                                format!(
+                                    "copies {}, days {}, never fewer than {}",
+                                    policy.copies.map_or("-".into(), |c| c.to_string()),
+                                    policy.days.map_or("-".into(), |d| d.to_string()),
+                                    policy.min_copies
+                                )
+                            }
+                        );
+                    }
+                    Role::Notifier => {
+                        out += &format!(
+                            "    notify on success: {}, on failure: {}\n",
+                            yes_no(e.notify_on_success),
+                            yes_no(e.notify_on_failure)
+                        );
+                    }
+                }
+                out += &format!("    grants: {}\n", p.grants.origin);
+                for line in p.grants.describe() {
+                    out += &format!("      {line}\n");
+                }
+            }
+        }
+        if !self.warnings.is_empty() {
+            out += "\nwarnings:\n";
+            for w in &self.warnings {
+                out += &format!("  {w}\n");
+            }
+        }
+        self.redactor.redact(&out)
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn retention_policy(entry: &Entry) -> retention::Policy {
+    retention::Policy {
+        copies: entry.retention_copies,
+        days: entry.retention_days,
+        min_copies: entry.min_copies,
+    }
+}
+
+/// Shared progress counter for the CLI's TTY display: bytes the current source produced.
+#[derive(Clone, Default)]
+pub struct Progress {
+    pub bytes: Arc<AtomicU64>,
+}
+
+/// Runs a planned job. Returns the report; the caller decides the exit code from it.
+pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Result<RunReport> {
+    let job = &plan.job;
+    let started = Timestamp::now();
+    let run_id = format!(
+        "{}-{:x}",
+        started
+            .to_zoned(jiff::tz::TimeZone::UTC)
+            .strftime("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let workdir = RunDir::create(&job.tmpdir, &run_id)?;
+    let ctx_for = |entry: &Entry| Context {
+        job: job.name.clone(),
+        run_id: run_id.clone(),
+        hostname: job.hostname.clone(),
+        started_at: started.as_second().max(0) as u64,
+        entry_id: entry.id.clone(),
+    };
+    let redact = |s: String| plan.redactor.redact(&s);
+
+    // Destinations are opened once and serve every source.
+    let mut destinations: Vec<(&Planned, Result<Instance, String>)> = Vec::new();
+    for planned in &plan.destinations {
+        let opened = open(
+            runtime,
+            planned,
+            &ctx_for(&planned.entry),
+            &workdir.path,
+            &plan.redactor,
+        )
+        .await
+        .map_err(redact);
+        if let Err(e) = &opened {
+            tracing::error!("{}: {e}", planned.entry.label());
+        }
+        destinations.push((planned, opened));
+    }
+
+    let mut report = RunReport {
+        job: job.name.clone(),
+        hostname: job.hostname.clone(),
+        run_id: run_id.clone(),
+        started,
+        finished: started,
+        sources: Vec::new(),
+        destinations: Vec::new(),
+        notifications: Vec::new(),
+    };
+
+    for planned in &plan.sources {
+        let entry = &planned.entry;
+        let began = Instant::now();
+        progress.bytes.store(0, Ordering::Relaxed);
+        tracing::info!("{}: dumping ({})", entry.label(), entry.name);
+        let dumped = dump(
+            runtime,
+            planned,
+            &ctx_for(entry),
+            &workdir.path,
+            &plan.redactor,
+            progress,
+        )
+        .await;
+        let (artifact, kind, warnings) = match dumped {
+            Ok(d) => d,
+            Err(e) => {
+                let e = redact(e);
+                tracing::error!("{}: FAILED: {e}", entry.label());
+                report.sources.push(SourceResult {
+                    id: entry.id.clone(),
+                    name: entry.name.clone(),
+                    ok: false,
+                    error: Some(e.clone()),
+                    warnings: Vec::new(),
+                    bytes_in: progress.bytes.load(Ordering::Relaxed),
+                    bytes_out: 0,
+                    duration: began.elapsed(),
+                    object: None,
+                });
+                for (dest, _) in &destinations {
+                    report.destinations.push(DestinationResult {
+                        destination_id: dest.entry.id.clone(),
+                        source_id: entry.id.clone(),
+                        ok: false,
+                        object: None,
+                        error: Some("not uploaded: the source failed".into()),
+                        retained: None,
+                        deleted: Vec::new(),
+                        retention_error: None,
+                    });
+                }
+                continue;
+            }
+        };
+        let encryption = CryptoPlan::prepare(
+            entry.encryption.as_ref().expect("validated"),
+            &entry.label(),
+        )?;
+        let (encryption_name, recipients) = encryption.describe();
+        let object = artifact::object_key(
+            &job.hostname,
+            started,
+            &entry.id,
+            &kind,
+            encryption.encrypts(),
+        );
+        let manifest = Manifest {
+            manifest_version: artifact::MANIFEST_VERSION,
+            job: job.name.clone(),
+            hostname: job.hostname.clone(),
+            run_id: run_id.clone(),
+            source_id: entry.id.clone(),
+            source_name: entry.name.clone(),
+            kind: kind.clone(),
+            object: object.clone(),
+            created: started.to_string(),
+            size: artifact.size,
+            sha256: artifact.sha256.clone(),
+            bytes_in: artifact.bytes_in,
+            compression: "gzip".into(),
+            encryption: encryption_name.into(),
+            recipients,
+            tool: format!("backups {}", env!("CARGO_PKG_VERSION")),
+        };
+        let manifest_json = serde_json::to_vec_pretty(&manifest)?;
+        tracing::info!(
+            "{}: dumped {} → {} ({})",
+            entry.label(),
+            crate::report::human_bytes(artifact.bytes_in),
+            crate::report::human_bytes(artifact.size),
+            object
+        );
+        report.sources.push(SourceResult {
+            id: entry.id.clone(),
+            name: entry.name.clone(),
+            ok: true,
+            error: None,
+            warnings: warnings.iter().map(|w| redact(w.clone())).collect(),
+            bytes_in: artifact.bytes_in,
+            bytes_out: artifact.size,
+            duration: began.elapsed(),
+            object: Some(object.clone()),
+        });
+
+        let uploads = destinations.iter_mut().map(|(dest, instance)| {
+            store_copy(
+                dest,
+                instance,
+                &entry.id,
+                &job.hostname,
+                &object,
+                &artifact,
+                &manifest_json,
+                &plan.redactor,
+            )
+        });
+        let results = futures_join_all(uploads).await;
+        report.destinations.extend(results);
+        let _ = std::fs::remove_file(&artifact.path);
+    }
+    drop(destinations);
+
+    report.finished = Timestamp::now();
+    notify(plan, runtime, &mut report, &ctx_for, &workdir.path).await;
+    Ok(report)
+}
+
+/// Instantiates and configures a plugin for a job entry.
+async fn open(
+    runtime: &Runtime,
+    planned: &Planned,
+    ctx: &Context,
+    tmpdir: &Path,
+    redactor: &Redactor,
+) -> Result<Instance, String> {
+    let entry = &planned.entry;
+    let mut instance = runtime
+        .instantiate(
+            &planned.plugin,
+            InstanceSetup {
+                label: entry.label(),
+                grants: planned.grants.clone(),
+                limits: entry.limits,
+                tmpdir: tmpdir.to_path_buf(),
+                redactor: redactor.clone(),
+            },
+        )
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    instance
+        .configure(ctx, &planned.config_json)
+        .await
+        .map_err(|e| format!("configure: {e}"))?;
+    Ok(instance)
+}
+
+/// Dumps one source into a complete artifact, or says why not.
+async fn dump(
+    runtime: &Runtime,
+    planned: &Planned,
+    ctx: &Context,
+    tmpdir: &Path,
+    redactor: &Redactor,
+    progress: &Progress,
+) -> Result<(pipeline::Artifact, String, Vec<String>), String> {
+    let entry = &planned.entry;
+    let encryption = CryptoPlan::prepare(
+        entry.encryption.as_ref().expect("validated"),
+        &entry.label(),
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let mut instance = open(runtime, planned, ctx, tmpdir, redactor).await?;
+
+    let path = tmpdir.join(format!("{}.artifact", entry.id));
+    let (sink, chunks) = sink::artifact_channel();
+    let counted = CountingSink::spawn(chunks, progress.bytes.clone());
+    let writer = pipeline::spawn(counted, path.clone(), encryption);
+    let dumped = instance.dump(&sink).await;
+    drop(sink);
+    drop(instance);
+    let written = tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .map_err(|e| format!("artifact writer: {e}"))?
+        .map_err(|_| "artifact writer panicked".to_string())?;
+
+    match (dumped, written) {
+        (Ok(info), Ok(artifact)) => {
+            if !valid_kind(&info.kind) {
+                let _ = std::fs::remove_file(&path);
+                return Err(format!(
+                    "the plugin named its artifact kind {:?}; a kind is 1-16 letters, digits or -",
+                    info.kind
+                ));
+            }
+            Ok((artifact, info.kind, info.warnings))
+        }
+        (dumped, written) => {
+            let _ = std::fs::remove_file(&path);
+            // The writer's error is the cause when it failed first (the plugin then only
+            // saw its stream close).
+            Err(match (dumped, written) {
+                (_, Err(w)) => format!("writing the artifact failed: {w:#}"),
+                (Err(d), _) => d.to_string(),
+                _ => unreachable!(),
+            })
+        }
+    }
+}
+
+fn valid_kind(kind: &str) -> bool {
+    (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
+/// Counts bytes on their way from the plugin to the writer, for the progress display.
+struct CountingSink;
+
+impl CountingSink {
+    fn spawn(mut chunks: sink::ArtifactChunks, counter: Arc<AtomicU64>) -> sink::ArtifactChunks {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::spawn(async move {
+            while let Some(chunk) = chunks.recv().await {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if tx.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Puts one artifact and its manifest at one destination, then applies retention there.
+#[allow(clippy::too_many_arguments)]
+async fn store_copy(
+    dest: &Planned,
+    instance: &mut Result<Instance, String>,
+    source_id: &str,
+    hostname: &str,
+    object: &str,
+    artifact: &pipeline::Artifact,
+    manifest_json: &[u8],
+    redactor: &Redactor,
+) -> DestinationResult {
+    let mut result = DestinationResult {
+        destination_id: dest.entry.id.clone(),
+        source_id: source_id.to_string(),
+        ok: false,
+        object: None,
+        error: None,
+        retained: None,
+        deleted: Vec::new(),
+        retention_error: None,
+    };
+    let instance = match instance {
+        Ok(i) => i,
+        Err(e) => {
+            result.error = Some(e.clone());
+            return result;
+        }
+    };
+    let label = dest.entry.label();
+
+    let mut attempt = 0;
+    let put = loop {
+        match instance
+            .put_file(object, &artifact.path, artifact.size)
+            .await
+        {
+            Err(e) if e.is_transient() && attempt < PUT_RETRY_DELAYS.len() => {
+                tracing::warn!(
+                    "{label}: put {object}: {} — retrying in {}s",
+                    redactor.redact(&e.to_string()),
+                    PUT_RETRY_DELAYS[attempt].as_secs()
+                );
+                tokio::time::sleep(PUT_RETRY_DELAYS[attempt]).await;
+                attempt += 1;
+            }
+            other => break other,
+        }
+    };
+    let manifest_key = artifact::manifest_key(object);
+    let stored = match put {
+        Ok(()) => {
+            instance
+                .put_bytes(&manifest_key, manifest_json.to_vec())
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = stored {
+        let e = redactor.redact(&e.to_string());
+        tracing::error!("{label}: storing {object} FAILED: {e}");
+        result.error = Some(e);
+        return result;
+    }
+    tracing::info!("{label}: stored {object}");
+    result.ok = true;
+    result.object = Some(object.to_string());
+
+    // Retention, on a listing taken now. A listing that fails means no deletes here.
+    let policy = retention_policy(&dest.entry);
+    let listing = match instance.list(&format!("{hostname}/")).await {
+        Ok(l) => l,
+        Err(e) => {
+            let e = redactor.redact(&e.to_string());
+            tracing::warn!("{label}: listing failed, so nothing is deleted: {e}");
+            result.retention_error = Some(format!("listing failed: {e}"));
+            return result;
+        }
+    };
+    let copies = artifact::copies_of(hostname, source_id, &listing);
+    if !copies.iter().any(|c| c.object == object) {
+        // Our own new copy is not listed: the listing cannot be trusted for deletes.
+        result.retention_error = Some(format!("the new copy {object} is missing from the listing"));
+        result.retained = Some(copies.len() as u32);
+        return result;
+    }
+    let decision = retention::decide(&policy, copies, Timestamp::now());
+    result.retained = Some(decision.keep.len() as u32);
+    for copy in &decision.delete {
+        // The manifest first: without it the copy stops counting as complete at once.
+        let deleted = match instance.delete(&copy.manifest).await {
+            Ok(()) => instance.delete(&copy.object).await,
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(()) => {
+                tracing::info!("{label}: retention deleted {}", copy.object);
+                result.deleted.push(copy.object.clone());
+            }
+            Err(e) => {
+                let e = redactor.redact(&e.to_string());
+                tracing::warn!("{label}: retention could not delete {}: {e}", copy.object);
+                result.retention_error = Some(format!("deleting {}: {e}", copy.object));
+                break;
+            }
+        }
+    }
+    result
+}
+
+async fn notify(
+    plan: &JobPlan,
+    runtime: &Runtime,
+    report: &mut RunReport,
+    ctx_for: &dyn Fn(&Entry) -> Context,
+    tmpdir: &Path,
+) {
+    let success = report.success();
+    let wit_report = report.to_wit();
+    for planned in &plan.notifications {
+        let entry = &planned.entry;
+        let wanted = if success {
+            entry.notify_on_success
+        } else {
+            entry.notify_on_failure
+        };
+        if !wanted {
+            report.notifications.push(NotifierResult {
+                id: entry.id.clone(),
+                sent: false,
+                error: None,
+            });
+            continue;
+        }
+        let sent = async {
+            let mut instance =
+                open(runtime, planned, &ctx_for(entry), tmpdir, &plan.redactor).await?;
+            instance
+                .notify(&wit_report)
+                .await
+                .map_err(|e: CallError| e.to_string())
+        }
+        .await;
+        let error = sent.err().map(|e| plan.redactor.redact(&e));
+        if let Some(e) = &error {
+            tracing::warn!("{}: notification failed: {e}", entry.label());
+        }
+        report.notifications.push(NotifierResult {
+            id: entry.id.clone(),
+            sent: error.is_none(),
+            error,
+        });
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    let mut pending: Vec<_> = futures.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(out) => {
+                outputs[*i] = Some(out);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+/// The run's private directory inside `tmpdir`; removed with everything in it when the
+/// run ends, however it ends.
+struct RunDir {
+    path: PathBuf,
+}
+
+impl RunDir {
+    fn create(tmpdir: &Path, run_id: &str) -> Result<RunDir> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(tmpdir)
+            .with_context(|| format!("tmpdir {}: cannot create", tmpdir.display()))?;
+        let path = tmpdir.join(format!("run-{run_id}"));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| {
+                format!(
+                    "tmpdir {}: cannot create {}",
+                    tmpdir.display(),
+                    path.display()
+                )
+            })?;
+        if !path.is_dir() {
+            bail!(
+                "tmpdir {}: {} is not a directory",
+                tmpdir.display(),
+                path.display()
+            );
+        }
+        Ok(RunDir { path })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

@@ -1,0 +1,29 @@
+//! backups: a backup runner whose sources, destinations and notifiers are sandboxed
+//! WebAssembly components.
+//!
+//! The host owns everything that must be trusted or fast; plugins own only what is
+//! specific to one system. One module per concern:
+//!
+//! | module | owns |
+//! |---|---|
+//! | [`config`] | the job file: legacy keys, validation, secret references |
+//! | [`grants`] | what each plugin instance may touch, and where each grant came from |
+//! | [`runtime`] | wasmtime: loading, caching, sandboxing and calling plugins |
+//! | [`pipeline`] | source bytes → gzip → OpenPGP → a temporary artifact |
+//! | [`crypto`] | OpenPGP keys and encryptors |
+//! | [`artifact`] | object names and manifests |
+//! | [`retention`] | which copies a destination keeps |
+//! | [`job`] | one run, end to end |
+//! | [`report`] | what a run did, for humans and notifiers |
+//! | [`redact`] | keeping secrets out of every line we print |
+
+pub mod artifact;
+pub mod config;
+pub mod crypto;
+pub mod grants;
+pub mod job;
+pub mod pipeline;
+pub mod redact;
+pub mod report;
+pub mod retention;
+pub mod runtime;

@@ -1,0 +1,176 @@
+//! Which copies a destination keeps. Decided here, once, for every destination; plugins
+//! only delete what this names.
+//!
+//! The rules, in order of strength:
+//! 1. Never delete the newest copy, and never go below `min_copies`, however old the
+//!    copies are: backups that stop arriving must not be followed by backups that vanish.
+//! 2. Keep the newest `retention_copies`, and every copy younger than `retention_days`
+//!    (a copy kept by either rule is kept).
+//! 3. With neither key set, keep everything.
+//!
+//! Retention runs at a destination only after this run stored a new copy there, and only
+//! on a listing that succeeded.
+
+use crate::artifact::StoredCopy;
+use jiff::{SignedDuration, Timestamp};
+
+/// The floor under every policy.
+pub const DEFAULT_MIN_COPIES: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub copies: Option<u32>,
+    pub days: Option<u32>,
+    pub min_copies: u32,
+}
+
+impl Policy {
+    pub fn is_keep_all(&self) -> bool {
+        self.copies.is_none() && self.days.is_none()
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Decision {
+    pub keep: Vec<StoredCopy>,
+    pub delete: Vec<StoredCopy>,
+}
+
+/// Splits `copies` (any order) into kept and deleted, as of `now`.
+pub fn decide(policy: &Policy, mut copies: Vec<StoredCopy>, now: Timestamp) -> Decision {
+    copies.sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
+    if policy.is_keep_all() {
+        return Decision {
+            keep: copies,
+            delete: Vec::new(),
+        };
+    }
+    let floor = policy.min_copies.max(1) as usize;
+    let by_count = policy.copies.map_or(0, |c| c as usize);
+    let mut decision = Decision::default();
+    for (i, copy) in copies.into_iter().enumerate() {
+        let within_floor = i < floor;
+        let within_count = i < by_count;
+        let within_days = policy.days.is_some_and(|d| {
+            now.duration_since(copy.created) < SignedDuration::from_hours(24 * d as i64)
+        });
+        if within_floor || within_count || within_days {
+            decision.keep.push(copy);
+        } else {
+            decision.delete.push(copy);
+        }
+    }
+    decision
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(days_ago: i64, now: Timestamp) -> StoredCopy {
+        let created = now - SignedDuration::from_hours(24 * days_ago);
+        StoredCopy {
+            object: format!("h/{days_ago}/etc.tar.gz.gpg"),
+            manifest: format!("h/{days_ago}/etc.tar.gz.gpg.manifest.json"),
+            created,
+            size: 1,
+        }
+    }
+
+    fn ages(copies: &[StoredCopy], now: Timestamp) -> Vec<i64> {
+        copies
+            .iter()
+            .map(|c| now.duration_since(c.created).as_hours() / 24)
+            .collect()
+    }
+
+    #[test]
+    fn keeps_everything_without_a_policy() {
+        let now = Timestamp::now();
+        let d = decide(
+            &Policy {
+                copies: None,
+                days: None,
+                min_copies: 1,
+            },
+            (0..5).map(|i| copy(i * 30, now)).collect(),
+            now,
+        );
+        assert_eq!(d.keep.len(), 5);
+        assert!(d.delete.is_empty());
+    }
+
+    #[test]
+    fn keeps_the_newest_n() {
+        let now = Timestamp::now();
+        let d = decide(
+            &Policy {
+                copies: Some(2),
+                days: None,
+                min_copies: 1,
+            },
+            (0..5).map(|i| copy(i, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [0, 1]);
+        assert_eq!(ages(&d.delete, now), [2, 3, 4]);
+    }
+
+    #[test]
+    fn keeps_what_is_younger_than_days() {
+        let now = Timestamp::now();
+        let d = decide(
+            &Policy {
+                copies: None,
+                days: Some(7),
+                min_copies: 1,
+            },
+            [0, 3, 6, 8, 20].into_iter().map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [0, 3, 6]);
+        assert_eq!(ages(&d.delete, now), [8, 20]);
+    }
+
+    #[test]
+    fn never_deletes_the_newest_even_when_all_are_too_old() {
+        // Backups stopped a month ago under a 14-day policy: the last copies stay.
+        let now = Timestamp::now();
+        let d = decide(
+            &Policy {
+                copies: None,
+                days: Some(14),
+                min_copies: 1,
+            },
+            [30, 31, 32].into_iter().map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [30]);
+        let d = decide(
+            &Policy {
+                copies: Some(0),
+                days: Some(14),
+                min_copies: 3,
+            },
+            [30, 31, 32, 33].into_iter().map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [30, 31, 32]);
+        assert_eq!(ages(&d.delete, now), [33]);
+    }
+
+    #[test]
+    fn either_rule_keeps_a_copy() {
+        let now = Timestamp::now();
+        let d = decide(
+            &Policy {
+                copies: Some(3),
+                days: Some(2),
+                min_copies: 1,
+            },
+            [0, 1, 5, 9, 12].into_iter().map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [0, 1, 5]);
+    }
+}

@@ -1,0 +1,385 @@
+//! The host services a plugin may import: `log`, `fs-metadata` and `process`. Each checks
+//! the instance's grants itself and logs every denial with the plugin, the capability and
+//! what was asked for.
+
+use super::bindings::source::backups::plugin::types;
+use super::bindings::{ErrorKind, PluginError, fs_metadata, log, process};
+use super::sink::CHUNK_BYTES;
+use super::state::PluginState;
+use std::path::{Component, Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How much of a command's stderr is kept for the error message and report.
+const STDERR_TAIL: usize = 8 << 10;
+
+fn denied(message: String) -> PluginError {
+    PluginError {
+        kind: ErrorKind::Denied,
+        message,
+    }
+}
+
+fn failed(kind: ErrorKind, message: String) -> PluginError {
+    PluginError { kind, message }
+}
+
+impl types::Host for PluginState {}
+
+impl log::Host for PluginState {
+    async fn log(&mut self, level: log::Level, message: String) {
+        if self.log_truncated {
+            return;
+        }
+        let cost = message.len() as u64 + 1;
+        if cost > self.log_left {
+            self.log_truncated = true;
+            tracing::warn!(
+                plugin = %self.label(),
+                "log limit of {} bytes reached: further lines from this plugin are dropped",
+                self.policy.log_budget
+            );
+            return;
+        }
+        self.log_left -= cost;
+        let message = self.policy.redactor.redact(&message);
+        let plugin = self.label();
+        match level {
+            log::Level::Trace => tracing::trace!(plugin, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin, "{message}"),
+            log::Level::Info => tracing::info!(plugin, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin, "{message}"),
+            log::Level::Error => tracing::error!(plugin, "{message}"),
+        }
+    }
+}
+
+impl fs_metadata::Host for PluginState {
+    async fn lstat(&mut self, path: String) -> Result<fs_metadata::UnixMetadata, PluginError> {
+        use cap_std::fs::MetadataExt;
+        let wanted = Path::new(&path);
+        let plain = wanted.is_absolute()
+            && wanted
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
+        let root = plain
+            .then(|| {
+                self.policy
+                    .grants
+                    .root_for(wanted)
+                    .map(|(r, _)| r.to_path_buf())
+            })
+            .flatten();
+        let Some(root) = root else {
+            tracing::warn!(
+                plugin = %self.label(),
+                capability = "read",
+                wanted = %path,
+                "denied: {path} is not inside any read or write grant"
+            );
+            return Err(denied(format!("{path}: not inside any granted path")));
+        };
+        let relative = wanted
+            .strip_prefix(&root)
+            .expect("root_for returned a prefix");
+        let dir = self.root_dir(&root)?;
+        // cap-std resolves `relative` inside the grant root and refuses any symlink or `..`
+        // that would lead out of it.
+        let meta = if relative.as_os_str().is_empty() {
+            dir.dir_metadata()
+        } else {
+            dir.symlink_metadata(relative)
+        }
+        .map_err(|e| io_error(&e, &path))?;
+        let mode = meta.mode();
+        let link_target = if mode & libc::S_IFMT == libc::S_IFLNK {
+            let target = dir
+                .read_link_contents(relative)
+                .map_err(|e| io_error(&e, &path))?;
+            Some(target.to_string_lossy().into_owned())
+        } else {
+            None
+        };
+        Ok(fs_metadata::UnixMetadata {
+            kind: kind_of(mode),
+            size: meta.size(),
+            mode: mode & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            user: super::users::user_name(meta.uid()),
+            group: super::users::group_name(meta.gid()),
+            link_target,
+        })
+    }
+}
+
+impl PluginState {
+    fn root_dir(&mut self, root: &Path) -> Result<&cap_std::fs::Dir, PluginError> {
+        if let Some(i) = self.roots.iter().position(|(p, _)| p == root) {
+            return Ok(&self.roots[i].1);
+        }
+        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
+            .map_err(|e| io_error(&e, &root.display().to_string()))?;
+        self.roots.push((root.to_path_buf(), dir));
+        Ok(&self.roots.last().expect("just pushed").1)
+    }
+
+    fn granted_program(&self, command: &process::Command) -> Result<PathBuf, PluginError> {
+        match self.policy.grants.program(&command.program) {
+            Some(path) => Ok(path.to_path_buf()),
+            None => {
+                tracing::warn!(
+                    plugin = %self.label(),
+                    capability = "run",
+                    wanted = %command.program,
+                    "denied: {} is not in the run grant",
+                    command.program
+                );
+                Err(denied(format!(
+                    "running {} is not granted",
+                    command.program
+                )))
+            }
+        }
+    }
+
+    fn spawn(
+        &self,
+        program: &Path,
+        command: &process::Command,
+    ) -> Result<tokio::process::Child, PluginError> {
+        tracing::debug!(
+            plugin = %self.label(),
+            "run {} {}",
+            program.display(),
+            self.policy.redactor.redact(&command.args.join(" "))
+        );
+        tokio::process::Command::new(program)
+            .args(&command.args)
+            .env_clear()
+            .envs(command.env.iter().map(|(k, v)| (k, v)))
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // If the call times out, the future is dropped and the child with it.
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| io_error(&e, &command.program))
+    }
+}
+
+impl process::Host for PluginState {
+    async fn private_file(
+        &mut self,
+        name: String,
+        contents: String,
+    ) -> Result<String, PluginError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(64)
+            .collect();
+        let unique = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default()
+        );
+        let path = self.policy.tmpdir.join(format!(".private-{unique}-{safe}"));
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_error(&e, &path.display().to_string()))?;
+        self.private_files.push(path.clone());
+        file.write_all(contents.as_bytes())
+            .map_err(|e| io_error(&e, &path.display().to_string()))?;
+        Ok(path.display().to_string())
+    }
+
+    async fn stream_stdout(&mut self, command: process::Command) -> Result<(), PluginError> {
+        let program = self.granted_program(&command)?;
+        let Some(sink) = self.sink.clone() else {
+            return Err(failed(
+                ErrorKind::Permanent,
+                "stream-stdout is only available to a source during dump".into(),
+            ));
+        };
+        let mut child = self.spawn(&program, &command)?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let label = self.label().to_string();
+        let redactor = self.policy.redactor.clone();
+
+        let pump = async {
+            let mut stdout = stdout;
+            loop {
+                let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+                let n = stdout.read_buf(&mut buf).await?;
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(true);
+                }
+                if sink.send(buf.freeze()).await.is_err() {
+                    // The pipeline stopped (it failed and says why); stop reading.
+                    return Ok(false);
+                }
+            }
+        };
+        let (pumped, stderr_tail) = tokio::join!(pump, stderr_lines(stderr, &label, &redactor));
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| io_error(&e, &command.program))?;
+        let complete = pumped.map_err(|e| io_error(&e, &command.program))?;
+        exit_result(&command.program, status, &stderr_tail)?;
+        if !complete {
+            return Err(failed(
+                ErrorKind::Permanent,
+                format!(
+                    "{}: the artifact pipeline stopped before its output ended",
+                    command.program
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn run(
+        &mut self,
+        command: process::Command,
+        max_stdout: u32,
+    ) -> Result<process::CommandOutput, PluginError> {
+        let program = self.granted_program(&command)?;
+        let mut child = self.spawn(&program, &command)?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let label = self.label().to_string();
+        let redactor = self.policy.redactor.clone();
+        let limit = max_stdout as u64;
+        let collect = async {
+            let mut out = Vec::new();
+            stdout
+                .take(limit + 1)
+                .read_to_end(&mut out)
+                .await
+                .map(|_| out)
+        };
+        let (out, stderr_tail) = tokio::join!(collect, stderr_lines(stderr, &label, &redactor));
+        let out = out.map_err(|e| io_error(&e, &command.program))?;
+        if out.len() as u64 > limit {
+            let _ = child.kill().await;
+            return Err(failed(
+                ErrorKind::Permanent,
+                format!("{}: printed more than {max_stdout} bytes", command.program),
+            ));
+        }
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| io_error(&e, &command.program))?;
+        use std::os::unix::process::ExitStatusExt;
+        let exit_code = match (status.code(), status.signal()) {
+            (Some(code), _) => code,
+            (None, Some(signal)) => 128 + signal,
+            (None, None) => -1,
+        };
+        Ok(process::CommandOutput {
+            exit_code,
+            stdout: out,
+            stderr: stderr_tail,
+        })
+    }
+}
+
+/// Logs a child's stderr line by line (redacted) and returns its tail.
+async fn stderr_lines(
+    stderr: impl AsyncRead + Unpin,
+    label: &str,
+    redactor: &crate::redact::Redactor,
+) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    let mut tail = String::new();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let line = redactor.redact(&line);
+        tracing::info!(plugin = label, "stderr: {line}");
+        tail.push_str(&line);
+        tail.push('\n');
+        if tail.len() > 2 * STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    if tail.len() > STDERR_TAIL {
+        let cut = tail.len() - STDERR_TAIL;
+        let cut = (cut..tail.len())
+            .find(|i| tail.is_char_boundary(*i))
+            .unwrap_or(cut);
+        tail.drain(..cut);
+    }
+    tail
+}
+
+/// A command that did not exit 0 is a failed dump, whatever it printed.
+fn exit_result(
+    program: &str,
+    status: std::process::ExitStatus,
+    stderr: &str,
+) -> Result<(), PluginError> {
+    use std::os::unix::process::ExitStatusExt;
+    if status.success() {
+        return Ok(());
+    }
+    let how = match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(signal)) => format!("was killed by signal {signal}"),
+        (None, None) => "ended abnormally".into(),
+    };
+    let stderr = stderr.trim();
+    let detail = if stderr.is_empty() {
+        String::new()
+    } else {
+        format!(": {stderr}")
+    };
+    Err(failed(
+        ErrorKind::Permanent,
+        format!("{program} {how}{detail}"),
+    ))
+}
+
+fn io_error(err: &std::io::Error, what: &str) -> PluginError {
+    use std::io::ErrorKind as K;
+    let kind = match err.kind() {
+        K::NotFound => ErrorKind::NotFound,
+        K::PermissionDenied => ErrorKind::Denied,
+        K::TimedOut | K::Interrupted => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    failed(kind, format!("{what}: {err}"))
+}
+
+fn kind_of(mode: u32) -> fs_metadata::EntryKind {
+    use fs_metadata::EntryKind as K;
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => K::File,
+        libc::S_IFDIR => K::Directory,
+        libc::S_IFLNK => K::Symlink,
+        libc::S_IFIFO => K::Fifo,
+        libc::S_IFCHR => K::CharDevice,
+        libc::S_IFBLK => K::BlockDevice,
+        libc::S_IFSOCK => K::Socket,
+        _ => K::Unknown,
+    }
+}

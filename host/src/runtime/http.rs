@@ -1,0 +1,71 @@
+//! Outgoing HTTP for plugins (`wasi:http`), checked against the instance's `net` grants
+//! before anything is sent. A request to a peer that was not granted never leaves the
+//! process: the plugin sees `HTTP-request-denied` and the denial is logged.
+
+use super::state::Policy;
+use std::sync::Arc;
+use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
+
+pub struct GrantedHttp {
+    pub(super) policy: Arc<Policy>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = wasmtime_wasi_http::Result<(
+                http::Response<WasiBody>,
+                Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+            )>,
+        > + Send,
+>;
+
+impl WasiHttpHooks for GrantedHttp {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
+    ) -> SendFuture {
+        let uri = request.uri();
+        let host = uri.host().unwrap_or_default().to_string();
+        let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+            Some("http") => 80,
+            _ => 443,
+        });
+        if !self.policy.grants.allows_net(&host, port) {
+            tracing::warn!(
+                plugin = %self.policy.label,
+                capability = "net",
+                wanted = %format!("{host}:{port}"),
+                "denied: no net grant matches {host}:{port} (granted: {})",
+                granted_list(&self.policy)
+            );
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        tracing::debug!(plugin = %self.policy.label, "http {} {}:{}", request.method(), host, port);
+        // The granted request goes out through wasmtime's own sender (rustls, webpki roots).
+        _ = fut;
+        Box::new(async move {
+            use http_body_util::BodyExt;
+            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            Ok((
+                response.map(BodyExt::boxed_unsync),
+                Box::new(io) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+fn granted_list(policy: &Policy) -> String {
+    if policy.grants.net.is_empty() {
+        "nothing".into()
+    } else {
+        policy
+            .grants
+            .net
+            .iter()
+            .map(|r| r.pattern.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}

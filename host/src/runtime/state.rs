@@ -1,0 +1,74 @@
+//! What one plugin instance's store holds: its WASI context built from its grants, its
+//! resource table, its limits, and the host services it may call.
+
+use super::sink::ArtifactSink;
+use crate::grants::Grants;
+use crate::redact::Redactor;
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+/// Facts about the instance every host service needs: who it is and what it may do.
+pub struct Policy {
+    /// `sources[0] "etc"`: how logs and denials name the instance.
+    pub label: String,
+    pub grants: Grants,
+    pub redactor: Redactor,
+    /// Where `process.private-file` writes.
+    pub tmpdir: PathBuf,
+    /// Log bytes the instance may still emit.
+    pub log_budget: u64,
+}
+
+pub struct PluginState {
+    pub(super) wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) http: WasiHttpCtx,
+    pub(super) http_hooks: super::http::GrantedHttp,
+    pub(super) limits: StoreLimits,
+    pub(super) policy: Arc<Policy>,
+    pub(super) log_left: u64,
+    pub(super) log_truncated: bool,
+    /// Sources, during `dump`: where `process.stream-stdout` splices a command's output.
+    pub(super) sink: Option<ArtifactSink>,
+    /// Private files made for this instance; removed when the instance is dropped.
+    pub(super) private_files: Vec<PathBuf>,
+    /// Cached grant roots for `fs-metadata.lstat`.
+    pub(super) roots: Vec<(PathBuf, cap_std::fs::Dir)>,
+}
+
+impl PluginState {
+    pub(super) fn label(&self) -> &str {
+        &self.policy.label
+    }
+}
+
+impl Drop for PluginState {
+    fn drop(&mut self) {
+        for file in &self.private_files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
+        }
+    }
+}

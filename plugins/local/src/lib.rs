@@ -1,0 +1,218 @@
+//! # local — store backups in a directory on this machine
+//!
+//! ```json
+//! { "id": "local-backup", "type": "local", "path": "/mnt/backup-drive", "retention_copies": 7 }
+//! ```
+//!
+//! | key | meaning |
+//! |---|---|
+//! | `path` | the directory objects are stored under (granted read-write, nothing else is); it must exist |
+//!
+//! An object `host/2026-11-22/020000Z/etc.tar.gz.gpg` becomes the file
+//! `{path}/host/2026-11-22/020000Z/etc.tar.gz.gpg`. A put writes a hidden `.partial` file
+//! and renames it into place only once every byte is on disk, so a failed or interrupted
+//! upload never leaves a truncated object under the real name. Deleting the last object of
+//! a directory removes the emptied directories too. Retention (`retention_copies`,
+//! `retention_days`) is decided by the host, not here.
+
+use backups_sdk::{
+    About, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
+    PluginError, Result,
+};
+use serde::Deserialize;
+use std::fs;
+use std::io::{self, BufWriter, Write};
+use std::path::{Component, Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+const PARTIAL_SUFFIX: &str = ".partial";
+const CHUNK: usize = 1 << 20;
+
+#[derive(Deserialize)]
+pub struct Config {
+    path: String,
+}
+
+pub struct Local {
+    root: PathBuf,
+}
+
+impl Plugin for Local {
+    type Config = Config;
+
+    fn about() -> About {
+        About::new(
+            "local",
+            "a directory on this machine (disk, NFS or USB mount)",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .keys(&["path"])
+    }
+
+    fn requested_grants(config: &Config) -> Result<Grants> {
+        Ok(Grants {
+            write: vec![config.path.clone()],
+            ..Grants::default()
+        })
+    }
+
+    fn configure(_ctx: Context, config: Config) -> Result<Self> {
+        if !config.path.starts_with('/') {
+            return Err(PluginError::invalid_config(format!(
+                "path: {:?} must be absolute",
+                config.path
+            )));
+        }
+        let root = PathBuf::from(&config.path);
+        match fs::metadata(&root) {
+            Ok(m) if m.is_dir() => Ok(Local { root }),
+            Ok(_) => Err(PluginError::invalid_config(format!(
+                "path: {} is not a directory",
+                config.path
+            ))),
+            Err(e) => Err(PluginError::from_io(&e, format!("path: {}", config.path))),
+        }
+    }
+}
+
+impl Local {
+    /// The file for `key`, refusing keys that would leave `root` (`..`, absolute paths).
+    fn file_for(&self, key: &str) -> Result<PathBuf> {
+        let rel = Path::new(key);
+        let clean = !key.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+        if !clean {
+            return Err(PluginError::permanent(format!(
+                "refusing object key {key:?}"
+            )));
+        }
+        Ok(self.root.join(rel))
+    }
+
+    fn walk(&self, dir: &Path, prefix: &str, found: &mut Vec<ObjectInfo>) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(PluginError::from_io(
+                    &e,
+                    format!("listing {}", dir.display()),
+                ));
+            }
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| PluginError::from_io(&e, dir.display()))?;
+            let path = entry.path();
+            let kind = entry
+                .file_type()
+                .map_err(|e| PluginError::from_io(&e, path.display()))?;
+            let key = path
+                .strip_prefix(&self.root)
+                .expect("walk stays under root")
+                .to_string_lossy()
+                .into_owned();
+            if kind.is_dir() {
+                // Only descend where keys with `prefix` can be.
+                let as_dir = format!("{key}/");
+                if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
+                    self.walk(&path, prefix, found)?;
+                }
+            } else if kind.is_file() && key.starts_with(prefix) && !key.ends_with(PARTIAL_SUFFIX) {
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| PluginError::from_io(&e, path.display()))?;
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs());
+                found.push(ObjectInfo {
+                    key,
+                    size: meta.len(),
+                    modified,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Destination for Local {
+    fn put(&mut self, key: &str, data: &mut ObjectReader, size: u64) -> Result<()> {
+        let target = self.file_for(key)?;
+        let parent = target.parent().expect("a key has a parent under root");
+        fs::create_dir_all(parent)
+            .map_err(|e| PluginError::from_io(&e, format!("creating {}", parent.display())))?;
+        let name = target
+            .file_name()
+            .expect("a key names a file")
+            .to_string_lossy();
+        let partial = parent.join(format!(".{name}{PARTIAL_SUFFIX}"));
+
+        let result = (|| -> Result<()> {
+            let file = fs::File::create(&partial)
+                .map_err(|e| PluginError::from_io(&e, format!("creating {}", partial.display())))?;
+            let mut out = BufWriter::with_capacity(CHUNK, file);
+            let copied = io::copy(data, &mut out)
+                .map_err(|e| PluginError::from_io(&e, format!("writing {}", partial.display())))?;
+            if copied != size {
+                return Err(PluginError::transient(format!(
+                    "{key}: received {copied} bytes, expected {size}"
+                )));
+            }
+            let file = out.into_inner().map_err(|e| {
+                PluginError::from_io(e.error(), format!("writing {}", partial.display()))
+            })?;
+            file.sync_all()
+                .map_err(|e| PluginError::from_io(&e, format!("syncing {}", partial.display())))?;
+            fs::rename(&partial, &target).map_err(|e| {
+                PluginError::from_io(&e, format!("renaming into {}", target.display()))
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&partial);
+        }
+        result
+    }
+
+    fn get(&mut self, key: &str, sink: &mut ObjectWriter) -> Result<()> {
+        let path = self.file_for(key)?;
+        let mut file =
+            fs::File::open(&path).map_err(|e| PluginError::from_io(&e, path.display()))?;
+        let mut out = BufWriter::with_capacity(CHUNK, sink);
+        io::copy(&mut file, &mut out).map_err(|e| PluginError::from_io(&e, path.display()))?;
+        out.flush()
+            .map_err(|e| PluginError::from_io(&e, path.display()))
+    }
+
+    fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let mut found = Vec::new();
+        self.walk(&self.root.clone(), prefix, &mut found)?;
+        Ok(found)
+    }
+
+    fn delete(&mut self, key: &str) -> Result<()> {
+        let path = self.file_for(key)?;
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(PluginError::from_io(
+                    &e,
+                    format!("deleting {}", path.display()),
+                ));
+            }
+        }
+        // Tidy the run and date directories the deletion emptied; stop at the first that
+        // still holds something (remove_dir refuses non-empty directories).
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+backups_sdk::export_destination!(Local);

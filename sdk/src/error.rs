@@ -1,0 +1,129 @@
+//! Typed errors: the kind tells the host whether to retry.
+
+use crate::world::backups::plugin::types as wit;
+use std::fmt;
+
+/// Alias used throughout plugin code.
+pub type Result<T, E = PluginError> = std::result::Result<T, E>;
+
+/// What went wrong, in terms the host acts on: only `Transient` is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Transient,
+    Auth,
+    NotFound,
+    InvalidConfig,
+    Denied,
+    Permanent,
+}
+
+/// An error returned to the host. The message is for an operator: say what failed and what
+/// to check.
+#[derive(Debug, Clone)]
+pub struct PluginError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl PluginError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Transient, message)
+    }
+    pub fn auth(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Auth, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NotFound, message)
+    }
+    pub fn invalid_config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidConfig, message)
+    }
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Denied, message)
+    }
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Permanent, message)
+    }
+
+    /// Prefixes the message with what was being done, e.g. `reading /etc/hosts: ...`.
+    pub fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// Maps an I/O error the way a host operator would read it: a missing file is
+    /// `NotFound`, a permission problem (including a path outside the grants, which WASI
+    /// reports as not found or not permitted) is `Denied`, interruptions are `Transient`.
+    pub fn from_io(err: &std::io::Error, what: impl fmt::Display) -> Self {
+        use std::io::ErrorKind as K;
+        let kind = match err.kind() {
+            K::NotFound => ErrorKind::NotFound,
+            K::PermissionDenied => ErrorKind::Denied,
+            K::TimedOut
+            | K::Interrupted
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::WouldBlock => ErrorKind::Transient,
+            _ => ErrorKind::Permanent,
+        };
+        Self::new(kind, format!("{what}: {err}"))
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for PluginError {}
+
+impl From<std::io::Error> for PluginError {
+    fn from(err: std::io::Error) -> Self {
+        Self::from_io(&err, "I/O error")
+    }
+}
+
+impl From<serde_json::Error> for PluginError {
+    fn from(err: serde_json::Error) -> Self {
+        Self::invalid_config(err.to_string())
+    }
+}
+
+impl From<PluginError> for wit::PluginError {
+    fn from(err: PluginError) -> Self {
+        let kind = match err.kind {
+            ErrorKind::Transient => wit::ErrorKind::Transient,
+            ErrorKind::Auth => wit::ErrorKind::Auth,
+            ErrorKind::NotFound => wit::ErrorKind::NotFound,
+            ErrorKind::InvalidConfig => wit::ErrorKind::InvalidConfig,
+            ErrorKind::Denied => wit::ErrorKind::Denied,
+            ErrorKind::Permanent => wit::ErrorKind::Permanent,
+        };
+        wit::PluginError {
+            kind,
+            message: err.message,
+        }
+    }
+}
+
+impl From<wit::PluginError> for PluginError {
+    fn from(err: wit::PluginError) -> Self {
+        let kind = match err.kind {
+            wit::ErrorKind::Transient => ErrorKind::Transient,
+            wit::ErrorKind::Auth => ErrorKind::Auth,
+            wit::ErrorKind::NotFound => ErrorKind::NotFound,
+            wit::ErrorKind::InvalidConfig => ErrorKind::InvalidConfig,
+            wit::ErrorKind::Denied => ErrorKind::Denied,
+            wit::ErrorKind::Permanent => ErrorKind::Permanent,
+        };
+        Self::new(kind, err.message)
+    }
+}

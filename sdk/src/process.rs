@@ -1,0 +1,61 @@
+//! Commands the host runs for a plugin: only those the job grants, never through a shell,
+//! with no inherited environment.
+
+use crate::error::Result;
+use crate::world::backups::plugin::process as wit;
+
+pub use wit::CommandOutput;
+
+/// A command line. Build with [`Command::new`] and the chained setters.
+#[derive(Debug, Clone)]
+pub struct Command {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Command {
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+        }
+    }
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
+    }
+
+    fn to_wit(&self) -> wit::Command {
+        wit::Command {
+            program: self.program.clone(),
+            args: self.args.clone(),
+            env: self.env.clone(),
+        }
+    }
+}
+
+/// Sources only: splice the command's stdout into the artifact. `Ok` means it exited 0.
+pub fn stream_stdout(command: &Command) -> Result<()> {
+    wit::stream_stdout(&command.to_wit()).map_err(Into::into)
+}
+
+/// Run a control command to completion, keeping at most `max_stdout` bytes of its stdout.
+pub fn run(command: &Command, max_stdout: u32) -> Result<CommandOutput> {
+    wit::run(&command.to_wit(), max_stdout).map_err(Into::into)
+}
+
+/// A 0600 file in the host's tmpdir holding `contents` (credentials); returns its path.
+/// Removed by the host when the plugin instance ends.
+pub fn private_file(name: &str, contents: &str) -> Result<String> {
+    wit::private_file(name, contents).map_err(Into::into)
+}

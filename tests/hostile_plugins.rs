@@ -1,0 +1,231 @@
+//! Hostile plugins (real components, tests/fixtures) against the sandbox. Each attack must
+//! be contained, reported as that source's failure with a clear reason, leave nothing
+//! written outside the grants, and not stop the well-behaved source beside it.
+
+mod support;
+
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use support::*;
+
+fn hostile(mode: &str, granted: &Path) -> serde_json::Value {
+    json!({
+        "id": mode,
+        "type": "hostile",
+        "plugin": fixture("backups_test_fixtures.wasm"),
+        "mode": mode,
+        "path": granted,
+        "passphrase": "pw-pw-pw",
+        "grants": {"read": [granted]}
+    })
+}
+
+struct Outcome {
+    run: Run,
+    report: serde_json::Value,
+    dest: std::path::PathBuf,
+}
+
+impl Outcome {
+    fn source(&self, id: &str) -> &serde_json::Value {
+        self.report["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no source {id} in report"))
+    }
+    fn error(&self, id: &str) -> String {
+        let s = self.source(id);
+        assert_eq!(s["ok"], false, "{id} must fail: {s}");
+        s["error"].as_str().unwrap().to_string()
+    }
+}
+
+/// Runs `hostiles` beside one good folder source; returns the report.
+fn run_with(work: &Path, hostiles: Vec<serde_json::Value>, limits: serde_json::Value) -> Outcome {
+    let (src, dest, granted) = (work.join("src"), work.join("dest"), work.join("granted"));
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("good"), b"good data").unwrap();
+    fs::create_dir_all(&dest).unwrap();
+    fs::create_dir_all(&granted).unwrap();
+    let mut sources =
+        vec![json!({"id": "good", "type": "folder", "path": src, "passphrase": "pw-pw-pw"})];
+    sources.extend(hostiles);
+    let job = write_job(
+        work,
+        &json!({
+            "hostname": "h",
+            "tmpdir": work.join("tmp"),
+            "limits": limits,
+            "sources": sources,
+            "destinations": [{"id": "disk", "type": "local", "path": dest}]
+        }),
+    );
+    let run = run(backups()
+        .env("BACKUPS_TEST_HOST_SECRET", "host-secret-value")
+        .arg("run")
+        .arg("--json")
+        .arg(&job));
+    let report: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("--json prints the report");
+    Outcome { run, report, dest }
+}
+
+fn assert_good_source_stored_alone(o: &Outcome) {
+    assert_eq!(o.run.code, 1, "failed sources make the run fail");
+    assert_eq!(o.source("good")["ok"], true);
+    let stored = artifacts(&o.dest);
+    assert_eq!(
+        stored.len(),
+        1,
+        "only the good source is stored: {stored:?}"
+    );
+    assert!(
+        stored[0]
+            .display()
+            .to_string()
+            .ends_with("/good.tar.gz.gpg")
+    );
+    // Nothing a hostile plugin produced reached a destination, and no breach happened.
+    assert!(!o.run.all().contains("BREACH"), "{}", o.run.all());
+}
+
+#[test]
+fn filesystem_escapes_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", granted.join("escape")).unwrap();
+    let o = run_with(
+        work.path(),
+        vec![
+            hostile("read-outside", &granted),
+            hostile("escape-dotdot", &granted),
+            hostile("symlink-escape", &granted),
+            hostile("lstat-outside", &granted),
+            hostile("write-readonly", &granted),
+        ],
+        json!({}),
+    );
+    assert_good_source_stored_alone(&o);
+    for id in [
+        "read-outside",
+        "escape-dotdot",
+        "symlink-escape",
+        "lstat-outside",
+        "write-readonly",
+    ] {
+        let e = o.error(id);
+        assert!(e.contains("refused"), "{id}: {e}");
+    }
+    // The host logged the lstat denial with plugin, capability and what was asked.
+    assert!(
+        o.run
+            .stderr
+            .contains("denied: /etc/passwd is not inside any read or write grant"),
+        "{}",
+        o.run.stderr
+    );
+    assert!(
+        !granted.join("planted-by-plugin").exists(),
+        "wrote into a read-only grant"
+    );
+}
+
+#[test]
+fn environment_commands_and_network_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let mut connect = hostile("connect", &granted);
+    connect["target"] = json!(target);
+    let o = run_with(
+        work.path(),
+        vec![hostile("env", &granted), hostile("run", &granted), connect],
+        json!({}),
+    );
+    assert_good_source_stored_alone(&o);
+    assert!(o.error("env").contains("refused"));
+    assert!(!o.run.all().contains("host-secret-value"));
+    let run_err = o.error("run");
+    assert!(run_err.contains("running sh is not granted"), "{run_err}");
+    assert!(
+        o.run.stderr.contains("capability=\"run\"") || o.run.stderr.contains("capability=run"),
+        "{}",
+        o.run.stderr
+    );
+    assert!(o.error("connect").contains("refused"));
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached a socket it was not granted"
+    );
+}
+
+#[test]
+fn a_plugin_that_spins_is_stopped_at_its_time_limit() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let started = Instant::now();
+    let o = run_with(
+        work.path(),
+        vec![hostile("spin", &granted)],
+        json!({"call_seconds": 2}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_good_source_stored_alone(&o);
+    let e = o.error("spin");
+    assert!(e.contains("did not finish within 2s"), "{e}");
+}
+
+#[test]
+fn memory_growth_past_the_cap_and_panics_are_contained() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let o = run_with(
+        work.path(),
+        vec![hostile("grow", &granted), hostile("trap", &granted)],
+        json!({"memory_mib": 64}),
+    );
+    assert_good_source_stored_alone(&o);
+    let grow = o.error("grow");
+    assert!(
+        grow.contains("exceeded its memory limit of 64 MiB"),
+        "{grow}"
+    );
+    let trap = o.error("trap");
+    assert!(trap.contains("plugin crashed"), "{trap}");
+    assert!(
+        trap.contains("hostile plugin panicked on purpose"),
+        "the panic message is kept: {trap}"
+    );
+}
+
+#[test]
+fn a_dump_that_fails_half_way_is_never_uploaded() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let o = run_with(work.path(), vec![hostile("truncate", &granted)], json!({}));
+    assert_good_source_stored_alone(&o);
+    assert!(
+        o.error("truncate")
+            .contains("dump failed half way on purpose")
+    );
+    assert_eq!(
+        files_under(&work.path().join("tmp")),
+        Vec::<String>::new(),
+        "temp artifact removed"
+    );
+}

@@ -1,0 +1,255 @@
+//! Shared helpers for the end-to-end tests: the real `backups` binary, a generated tree,
+//! real GnuPG in a private home, and tree comparison.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The `backups` binary, with a compile cache shared by all tests (so plugins are compiled
+/// once per test run, not once per test) and logs that a test can read.
+pub fn backups() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_backups"));
+    cmd.env(
+        "BACKUPS_CACHE_DIR",
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
+    )
+    .env_remove("BACKUPS_LOG");
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running backups");
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    };
+    eprintln!("--- backups exited {} ---\n{}", run.code, run.all());
+    run
+}
+
+/// A fixture component built by host/build.rs (not embedded).
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("BACKUPS_TEST_FIXTURES_DIR")).join(name)
+}
+
+pub fn write_job(dir: &Path, job: &serde_json::Value) -> PathBuf {
+    let path = dir.join("job.json");
+    fs::write(&path, serde_json::to_string_pretty(job).unwrap()).unwrap();
+    path
+}
+
+/// A small tree with what breaks naive archivers: nesting, empty and binary files, odd
+/// names, several modes, symlinks inside and outside the tree, an empty directory.
+pub fn make_tree(root: &Path) {
+    fs::create_dir_all(root.join("nested/deeper/deepest")).unwrap();
+    fs::create_dir_all(root.join("empty dir")).unwrap();
+    fs::write(root.join("plain.txt"), "hello, backups\n".repeat(1000)).unwrap();
+    fs::write(root.join("empty"), b"").unwrap();
+    fs::write(root.join("nested/deeper/deepest/leaf"), b"leaf").unwrap();
+    // Binary, incompressible: a xorshift stream, deterministic.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut bin = Vec::with_capacity(3 << 20);
+    while bin.len() < 3 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bin.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::write(root.join("nested/random.bin"), &bin).unwrap();
+    fs::write(root.join("spaces and ünïcödé — name.txt"), b"odd name").unwrap();
+    fs::write(root.join("nested/-leading-dash"), b"dash").unwrap();
+    let long = "x".repeat(120);
+    fs::create_dir_all(root.join(&long)).unwrap();
+    fs::write(root.join(&long).join(format!("{long}.txt")), b"long path").unwrap();
+    fs::write(root.join("script.sh"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::set_permissions(root.join("script.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(root.join("private"), b"secret-ish").unwrap();
+    fs::set_permissions(root.join("private"), fs::Permissions::from_mode(0o600)).unwrap();
+    symlink("plain.txt", root.join("link-inside")).unwrap();
+    symlink("/etc/hostname", root.join("link-outside")).unwrap();
+    symlink("does/not/exist", root.join("link-dangling")).unwrap();
+}
+
+/// What a test compares: for every path under `root`, its kind, mode, content or target.
+pub fn snapshot(root: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, String)>) {
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let meta = fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o7777;
+        let desc = if meta.file_type().is_symlink() {
+            format!("link -> {}", fs::read_link(&path).unwrap().display())
+        } else if meta.is_dir() {
+            walk(root, &path, out);
+            format!("dir {mode:o}")
+        } else {
+            let bytes = fs::read(&path).unwrap();
+            let digest = {
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                bytes.hash(&mut h);
+                h.finish()
+            };
+            use std::os::unix::fs::MetadataExt;
+            format!(
+                "file {mode:o} {} bytes {digest:x} mtime {}",
+                bytes.len(),
+                meta.mtime()
+            )
+        };
+        out.push((rel, desc));
+    }
+}
+
+/// All files under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if dir.exists() {
+        for entry in walkdir(dir) {
+            out.push(entry.strip_prefix(dir).unwrap().display().to_string());
+        }
+    }
+    out.sort();
+    out
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walkdir(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Stored artifacts (not manifests) under a local destination.
+pub fn artifacts(dest: &Path) -> Vec<PathBuf> {
+    files_under(dest)
+        .into_iter()
+        .filter(|f| !f.ends_with(".manifest.json"))
+        .map(|f| dest.join(f))
+        .collect()
+}
+
+/// Real GnuPG with a private home directory.
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+}
+
+impl Gpg {
+    pub fn new() -> Gpg {
+        let home = tempfile::tempdir().unwrap();
+        fs::set_permissions(home.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        Gpg { home }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new("gpg");
+        cmd.env("GNUPGHOME", self.home.path()).args([
+            "--batch",
+            "--quiet",
+            "--no-tty",
+            "--pinentry-mode",
+            "loopback",
+        ]);
+        cmd
+    }
+
+    /// Decrypts `file` into bytes, with a passphrase or the home's secret key.
+    pub fn decrypt(&self, file: &Path, passphrase: Option<&str>) -> Vec<u8> {
+        let mut cmd = self.cmd();
+        if let Some(p) = passphrase {
+            cmd.args(["--passphrase", p]);
+        } else {
+            cmd.args(["--passphrase", ""]);
+        }
+        let out = cmd
+            .arg("--decrypt")
+            .arg(file)
+            .output()
+            .expect("gpg is installed");
+        assert!(
+            out.status.success(),
+            "gpg --decrypt {} failed: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Generates a key pair without a passphrase and exports the public key to `dir`.
+    pub fn generate_key(&self, email: &str, dir: &Path) -> PathBuf {
+        let status = self
+            .cmd()
+            .args([
+                "--passphrase",
+                "",
+                "--quick-gen-key",
+                email,
+                "default",
+                "default",
+                "never",
+            ])
+            .status()
+            .unwrap();
+        assert!(status.success(), "gpg --quick-gen-key failed");
+        let out = self
+            .cmd()
+            .args(["--armor", "--export", email])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "gpg --export failed"
+        );
+        let path = dir.join("recipient.asc");
+        fs::write(&path, &out.stdout).unwrap();
+        path
+    }
+}
+
+/// `tar -xz` of `tgz` into `into`, with the archive's modes.
+pub fn untar_gz(tgz: &[u8], into: &Path) {
+    use std::io::Write;
+    fs::create_dir_all(into).unwrap();
+    let mut child = Command::new("tar")
+        .args(["-xzpf", "-", "-C"])
+        .arg(into)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(tgz).unwrap();
+    assert!(child.wait().unwrap().success(), "tar -xz failed");
+}
