@@ -37,6 +37,8 @@ fn main() {
     plugins.sort();
     let fixtures = ["backups-test-fixtures"];
 
+    ensure_wasm_target();
+
     let target_dir = std::env::var_os("BACKUPS_PLUGINS_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| default_target_dir(&out_dir).join("wasm-plugins"));
@@ -69,6 +71,32 @@ fn main() {
         "cargo:rustc-env=BACKUPS_TEST_FIXTURES_DIR={}",
         wasm_dir.display()
     );
+}
+
+/// A fresh machine lacks the wasm target; add it (as `rustup target add` would be the
+/// first thing the error told the user to do anyway).
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    let installed = sysroot
+        .map(|s| s.join("lib/rustlib").join(WASM_TARGET).is_dir())
+        .unwrap_or(false);
+    if !installed {
+        println!("cargo:warning=installing the {WASM_TARGET} target with rustup");
+        let ok = Command::new("rustup")
+            .args(["target", "add", WASM_TARGET])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            panic!("the {WASM_TARGET} target is missing: run `rustup target add {WASM_TARGET}`");
+        }
+    }
 }
 
 fn build_wasm(workspace: &Path, target_dir: &Path, package: &str) {

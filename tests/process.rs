@@ -1,0 +1,109 @@
+//! The host's `process` interface: a granted command's stdout is spliced into the
+//! artifact; a command that fails fails the source and nothing is uploaded; private
+//! credential files are 0600 and removed afterwards.
+
+mod support;
+
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+use support::*;
+
+fn source(mode: &str, run: &[&str]) -> serde_json::Value {
+    json!({
+        "id": mode,
+        "type": "hostile",
+        "plugin": fixture("backups_test_fixtures.wasm"),
+        "mode": mode,
+        "passphrase": "pw-pw-pw",
+        "grants": {"run": run}
+    })
+}
+
+fn job(work: &Path, sources: Vec<serde_json::Value>) -> std::path::PathBuf {
+    let dest = work.join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    write_job(
+        work,
+        &json!({
+            "hostname": "h",
+            "tmpdir": work.join("tmp"),
+            "sources": sources,
+            "destinations": [{"id": "disk", "type": "local", "path": dest}]
+        }),
+    )
+}
+
+fn decrypted(work: &Path, id: &str) -> String {
+    let artifact = artifacts(&work.join("dest"))
+        .into_iter()
+        .find(|a| {
+            a.display()
+                .to_string()
+                .ends_with(&format!("/{id}.txt.gz.gpg"))
+        })
+        .unwrap_or_else(|| panic!("no artifact for {id}"));
+    let gz = Gpg::new().decrypt(&artifact, Some("pw-pw-pw"));
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    text
+}
+
+#[test]
+fn a_granted_commands_stdout_is_spliced_after_what_the_plugin_wrote() {
+    let work = tempfile::tempdir().unwrap();
+    let job = job(
+        work.path(),
+        vec![
+            source("stream", &["echo"]),
+            source("private-file", &["cat"]),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0);
+    assert_eq!(
+        decrypted(work.path(), "stream"),
+        "written by the plugin\nspliced from echo\n"
+    );
+    assert_eq!(
+        decrypted(work.path(), "private-file"),
+        "user=backup\npassword=hunter22\n"
+    );
+    assert_eq!(
+        files_under(&work.path().join("tmp")),
+        Vec::<String>::new(),
+        "private file removed"
+    );
+}
+
+#[test]
+fn a_command_that_exits_non_zero_fails_the_source_and_nothing_is_uploaded() {
+    let work = tempfile::tempdir().unwrap();
+    let job = job(work.path(), vec![source("stream-fails", &["sh"])]);
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("exited with status 3"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("oops"),
+        "stderr is reported: {}",
+        r.stderr
+    );
+    assert!(
+        artifacts(&work.path().join("dest")).is_empty(),
+        "a failed dump is never uploaded"
+    );
+}
+
+#[test]
+fn an_ungranted_command_is_denied_and_logged() {
+    let work = tempfile::tempdir().unwrap();
+    let job = job(work.path(), vec![source("stream", &["cat"])]);
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("denied: echo is not in the run grant"),
+        "{}",
+        r.stderr
+    );
+    assert!(artifacts(&work.path().join("dest")).is_empty());
+}
