@@ -61,6 +61,49 @@ fn plugins_inspect_prints_world_version_digest_and_imports() {
 }
 
 #[test]
+fn compiled_plugins_are_cached_on_disk_by_digest() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("cache");
+    let r = run(backups()
+        .env("BACKUPS_CACHE_DIR", &dir)
+        .args(["plugins", "list"]));
+    assert_eq!(r.code, 0);
+    let entries: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        entries.len(),
+        3,
+        "one compiled file per embedded plugin: {entries:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.to_string_lossy().ends_with(".cwasm"))
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // A second run loads them instead of compiling: same files, untouched.
+    let before: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+        .collect();
+    let r = run(backups()
+        .env("BACKUPS_CACHE_DIR", &dir)
+        .args(["plugins", "list"]));
+    assert_eq!(r.code, 0);
+    let after: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+        .collect();
+    assert_eq!(before, after);
+}
+
+#[test]
 fn dry_run_prints_every_grant_and_touches_nothing() {
     let work = tempfile::tempdir().unwrap();
     let (src, dest) = (work.path().join("src"), work.path().join("dest"));

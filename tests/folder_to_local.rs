@@ -105,6 +105,44 @@ fn recipient_artifact_decrypts_with_the_recipients_secret_key() {
     untar_gz(&tgz, &restore);
     assert_eq!(snapshot(&src), snapshot(&restored_copy(&restore, &src)));
 
+    // The same key found by fingerprint in an exported keyring.
+    let fingerprint = String::from_utf8(
+        gpg.cmd()
+            .args(["--with-colons", "--fingerprint", "restore@example.com"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .find(|l| l.starts_with("fpr:"))
+    .map(|l| l.split(':').nth(9).unwrap().to_string())
+    .unwrap();
+    let keyring = work.path().join("keyring.gpg");
+    let exported = gpg
+        .cmd()
+        .args(["--export", "restore@example.com"])
+        .output()
+        .unwrap()
+        .stdout;
+    fs::write(&keyring, exported).unwrap();
+    let dest2 = work.path().join("dest2");
+    fs::create_dir_all(&dest2).unwrap();
+    let job = folder_job(
+        work.path(),
+        &src,
+        &dest2,
+        json!({"recipients": [fingerprint], "keyring": keyring}),
+    );
+    assert_eq!(run(backups().arg("run").arg(&job)).code, 0);
+    let stored2 = artifacts(&dest2);
+    assert_eq!(gpg.decrypt(&stored2[0], None), tgz);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(format!("{}.manifest.json", stored2[0].display())).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["recipients"][0], fingerprint);
+
     // Without the secret key it does not decrypt.
     let stranger = Gpg::new();
     let out = stranger

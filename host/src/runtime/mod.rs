@@ -195,6 +195,9 @@ impl Runtime {
 
     fn store(&self, setup: &InstanceSetup) -> Result<(Store<PluginState>, stdio::StderrCapture)> {
         let grants = &setup.grants;
+        for line in grants.describe() {
+            tracing::debug!(plugin = %setup.label, "grant {line} ({})", grants.origin);
+        }
         let mut wasi = WasiCtxBuilder::new();
         let stderr =
             stdio::StderrCapture::new(&setup.label, setup.redactor.clone(), setup.limits.log_bytes);
