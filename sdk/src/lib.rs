@@ -52,6 +52,7 @@ mod streams;
 pub mod log;
 pub mod metadata;
 pub mod process;
+pub mod ssh;
 
 pub use error::{ErrorKind, PluginError, Result};
 pub use plugin::{About, Context, Grants, Plugin};

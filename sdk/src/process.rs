@@ -12,6 +12,7 @@ pub struct Command {
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    stdin: Option<Vec<u8>>,
 }
 
 impl Command {
@@ -20,6 +21,7 @@ impl Command {
             program: program.into(),
             args: Vec::new(),
             env: Vec::new(),
+            stdin: None,
         }
     }
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
@@ -34,12 +36,26 @@ impl Command {
         self.env.push((name.into(), value.into()));
         self
     }
+    /// Bytes for the command's standard input (then closed). For secrets that a remote
+    /// command reads, e.g. `mysqldump --defaults-file=/dev/stdin` over ssh.
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(bytes.into());
+        self
+    }
+    /// The program and arguments, for logs (never includes stdin).
+    pub fn display(&self) -> String {
+        std::iter::once(self.program.as_str())
+            .chain(self.args.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 
     fn to_wit(&self) -> wit::Command {
         wit::Command {
             program: self.program.clone(),
             args: self.args.clone(),
             env: self.env.clone(),
+            stdin: self.stdin.clone(),
         }
     }
 }

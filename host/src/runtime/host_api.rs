@@ -160,13 +160,29 @@ impl PluginState {
             .env_clear()
             .envs(command.env.iter().map(|(k, v)| (k, v)))
             .current_dir("/")
-            .stdin(Stdio::null())
+            .stdin(if command.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             // If the call times out, the future is dropped and the child with it.
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| io_error(&e, &command.program))
+    }
+
+    /// Feeds `stdin` to the child in the background and closes it; a child that exits
+    /// without reading it all is not an error here (its exit status says what happened).
+    fn feed_stdin(child: &mut tokio::process::Child, stdin: Option<Vec<u8>>) {
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let _ = pipe.write_all(&bytes).await;
+                let _ = pipe.shutdown().await;
+            });
+        }
     }
 }
 
@@ -219,6 +235,7 @@ impl process::Host for PluginState {
             ));
         };
         let mut child = self.spawn(&program, &command)?;
+        Self::feed_stdin(&mut child, command.stdin.clone());
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let label = self.label().to_string();
@@ -264,6 +281,7 @@ impl process::Host for PluginState {
     ) -> Result<process::CommandOutput, PluginError> {
         let program = self.granted_program(&command)?;
         let mut child = self.spawn(&program, &command)?;
+        Self::feed_stdin(&mut child, command.stdin.clone());
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let label = self.label().to_string();

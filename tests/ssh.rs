@@ -1,0 +1,271 @@
+//! folder-ssh and mysql-ssh through a real OpenSSH server that the test starts on
+//! 127.0.0.1 with a generated host key and an authorized client key, and stops by its PID.
+//! The "remote machine" is this one, so a round trip can be compared with the original.
+
+mod support;
+
+use serde_json::json;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+struct Sshd {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) is installed");
+    assert!(status.success());
+}
+
+impl Sshd {
+    /// Starts sshd; fails the test (never skips) when it cannot.
+    fn start() -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        fs::create_dir_all("/run/sshd").unwrap(); // privilege separation directory
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = d.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
+                 AuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n",
+                host = d.join("host_key").display(),
+                pid = d.join("sshd.pid").display(),
+                auth = d.join("authorized_keys").display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("/usr/sbin/sshd (openssh-server) must be installed: .ci/run installs it");
+        let host_pub = fs::read_to_string(d.join("host_key.pub")).unwrap();
+        fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_pub}"),
+        )
+        .unwrap();
+        let mut sshd = Sshd { child, port, dir };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = sshd.child.try_wait() {
+                panic!("sshd exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = &mut sshd;
+        sshd
+    }
+
+    fn keys(&self) -> serde_json::Value {
+        json!({
+            "sshhost": "127.0.0.1",
+            "sshport": self.port,
+            "sshuser": whoami(),
+            "identity_file": self.dir.path().join("client_key"),
+            "known_hosts": self.dir.path().join("known_hosts"),
+        })
+    }
+}
+
+fn whoami() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn source(sshd: &Sshd, id: &str, kind: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut s = sshd.keys();
+    s["id"] = json!(id);
+    s["type"] = json!(kind);
+    s["passphrase"] = json!("pw-pw-pw");
+    for (k, v) in extra.as_object().unwrap() {
+        s[k] = v.clone();
+    }
+    s
+}
+
+fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
+    let dest = work.join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    write_job(
+        work,
+        &json!({"hostname": "h", "tmpdir": work.join("tmp"), "sources": sources,
+                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
+    )
+}
+
+fn decrypted(work: &Path, id: &str, kind: &str) -> Vec<u8> {
+    let artifact = artifacts(&work.join("dest"))
+        .into_iter()
+        .find(|a| {
+            a.display()
+                .to_string()
+                .ends_with(&format!("/{id}.{kind}.gz.gpg"))
+        })
+        .unwrap_or_else(|| panic!("no {kind} artifact for {id}"));
+    Gpg::new().decrypt(&artifact, Some("pw-pw-pw"))
+}
+
+#[test]
+fn folder_over_ssh_round_trips_and_excludes() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("remote tree");
+    make_tree(&src);
+    fs::create_dir_all(src.join("cache")).unwrap();
+    fs::write(src.join("cache/junk"), b"junk").unwrap();
+    let job = job(
+        work.path(),
+        vec![source(
+            &sshd,
+            "remote",
+            "folder-ssh",
+            json!({"path": src, "excludes": ["cache"]}),
+        )],
+    );
+    let r = run(backups().args(["run", "--json"]).arg(&job));
+    assert_eq!(r.code, 0);
+    let restore = work.path().join("restore");
+    untar_gz(&decrypted(work.path(), "remote", "tar"), &restore);
+    fs::remove_dir_all(src.join("cache")).unwrap();
+    assert_eq!(
+        snapshot(&src),
+        snapshot(&restore.join(src.strip_prefix("/").unwrap()))
+    );
+}
+
+#[test]
+fn a_host_key_that_does_not_match_fails_the_source() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    // Someone else's host key for the same address.
+    let other = work.path().join("other_host_key");
+    keygen(&other);
+    let known = work.path().join("known_hosts");
+    let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
+    fs::write(&known, format!("[127.0.0.1]:{} {other_pub}", sshd.port)).unwrap();
+    let job = job(
+        work.path(),
+        vec![source(
+            &sshd,
+            "spoofed",
+            "folder-ssh",
+            json!({"path": src, "known_hosts": known}),
+        )],
+    );
+    let r = run(backups().args(["run", "--json"]).arg(&job));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("Host key verification failed"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        artifacts(&work.path().join("dest")).is_empty(),
+        "nothing uploaded"
+    );
+}
+
+#[test]
+fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
+    let sshd = Sshd::start();
+    let db = format!("bk_{}_ssh", std::process::id());
+    let user = format!("bk_{}_sshu", std::process::id());
+    let password = "ssh-Secret-pw-9";
+    let admin = |sql: &str| {
+        let status = Command::new("mysql")
+            .args(["-uroot", "-h127.0.0.1", "-e", sql])
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "mysql (is MariaDB running on 127.0.0.1?) failed: {sql}"
+        );
+    };
+    admin(&format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, v VARCHAR(20));
+         INSERT INTO {db}.t VALUES (1, 'one'), (2, 'two');
+         CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
+         GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
+    ));
+    struct Drop2(String, String);
+    impl Drop for Drop2 {
+        fn drop(&mut self) {
+            let _ = Command::new("mysql")
+                .args([
+                    "-uroot",
+                    "-h127.0.0.1",
+                    "-e",
+                    &format!(
+                        "DROP DATABASE IF EXISTS {}; DROP USER IF EXISTS '{}'@'%';",
+                        self.0, self.1
+                    ),
+                ])
+                .status();
+        }
+    }
+    let _cleanup = Drop2(db.clone(), user.clone());
+
+    let work = tempfile::tempdir().unwrap();
+    let job = job(
+        work.path(),
+        vec![source(
+            &sshd,
+            "remotedb",
+            "mysql-ssh",
+            json!({"dbhost": "127.0.0.1", "dbname": db, "dbuser": user, "dbpass": password}),
+        )],
+    );
+    let r = run(backups().args(["-v", "run", "--json"]).arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        !r.all().contains(password),
+        "the password leaked into the output"
+    );
+    let gz = decrypted(work.path(), "remotedb", "sql");
+    let mut dump = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut dump).unwrap();
+    assert!(dump.contains("INSERT INTO `t` VALUES"), "{dump}");
+    assert!(
+        dump.contains("(1,'one')") && dump.contains("(2,'two')"),
+        "{dump}"
+    );
+}
