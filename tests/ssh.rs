@@ -37,6 +37,11 @@ fn keygen(path: &Path) {
 impl Sshd {
     /// Starts sshd; fails the test (never skips) when it cannot.
     fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// With extra sshd_config lines (e.g. `SetEnv PATH=…` for stand-in commands).
+    fn start_with(extra: &str) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("host_key"));
@@ -54,7 +59,7 @@ impl Sshd {
             format!(
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
                  AuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n",
+                 KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n{extra}\n",
                 host = d.join("host_key").display(),
                 pid = d.join("sshd.pid").display(),
                 auth = d.join("authorized_keys").display(),
@@ -268,4 +273,171 @@ fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
         dump.contains("(1,'one')") && dump.contains("(2,'two')"),
         "{dump}"
     );
+}
+
+/// Stand-ins for the LVM tools and mount: this kernel has no device-mapper. They record
+/// every call in `calls.log`, keep logical volumes as files in `lvs/`, and "mount" a
+/// snapshot by copying a served directory into the mount point.
+fn lvm_stand_ins(dir: &Path, served: &Path) -> PathBuf {
+    let bin = dir.join("stand-ins");
+    let state = dir.join("lvs");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&state).unwrap();
+    let log = dir.join("calls.log");
+    let header = format!(
+        "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> '{}'\n",
+        log.display()
+    );
+    let scripts = [
+        (
+            "lvcreate",
+            format!(
+                "for a; do [ \"$prev\" = --name ] && name=$a; prev=$a; done\ntouch '{}'/\"$name\"\n",
+                state.display()
+            ),
+        ),
+        (
+            "lvs",
+            format!(
+                "for f in '{}'/*; do echo \"  $(basename \"$f\")\"; done\n",
+                state.display()
+            ),
+        ),
+        (
+            "lvremove",
+            format!("name=${{2#*/}}\nrm '{}'/\"$name\"\n", state.display()),
+        ),
+        (
+            "mount",
+            format!(
+                "[ -f '{fail}' ] && {{ echo 'mount: wrong fs type' >&2; exit 32; }}\nfor last; do :; done\ncp -a '{served}'/. \"$last\"/\n",
+                fail = dir.join("mount-fails").display(),
+                served = served.display()
+            ),
+        ),
+        ("umount", "find \"$1\" -mindepth 1 -delete\n".to_string()),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        fs::write(&path, format!("{header}{body}")).unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    // Volumes present before the run: the origin, two older snapshots, someone else's.
+    for lv in [
+        "data",
+        "data-backups-1000",
+        "data-backups-2000",
+        "other-backups-1",
+    ] {
+        fs::write(state.join(lv), b"").unwrap();
+    }
+    bin
+}
+
+fn calls(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn volumes(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir.join("lvs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn lvm_snapshot_is_archived_unmounted_and_old_snapshots_pruned() {
+    let work = tempfile::tempdir().unwrap();
+    let served = work.path().join("volume contents");
+    make_tree(&served);
+    let bin = lvm_stand_ins(work.path(), &served);
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}:/usr/bin:/bin", bin.display()));
+    let mounts = work.path().join("mnt");
+    fs::create_dir_all(&mounts).unwrap();
+    let lvm = json!({"vg_name": "vg0", "lv_name": "data", "size": "1G", "retain_snapshots": 2, "mount_dir": mounts});
+
+    let job = job(
+        work.path(),
+        vec![source(&sshd, "disk", "lvm-ssh", lvm.clone())],
+    );
+    let r = run(backups().args(["run", "--json"]).arg(&job));
+    assert_eq!(r.code, 0);
+
+    // The archive is the served tree, as seen through the mounted snapshot.
+    let restore = work.path().join("restore");
+    untar_gz(&decrypted(work.path(), "disk", "tar"), &restore);
+    assert_eq!(snapshot(&served), snapshot(&restore));
+
+    // The exact sequence, with the snapshot named for this run.
+    let log = calls(work.path());
+    let snap = log[0].split_whitespace().nth(5).unwrap().to_string();
+    assert!(snap.starts_with("data-backups-"), "{log:?}");
+    let mountpoint = mounts.join(format!("backups-{snap}"));
+    assert_eq!(
+        log,
+        [
+            format!("lvcreate --snapshot --size 1G --name {snap} /dev/vg0/data"),
+            format!("mount -o ro /dev/vg0/{snap} {}", mountpoint.display()),
+            format!("umount {}", mountpoint.display()),
+            "lvs --noheadings -o lv_name vg0".to_string(),
+            "lvremove -f vg0/data-backups-1000".to_string(),
+        ]
+    );
+    assert!(!mountpoint.exists(), "mount point removed");
+    let mut expected = vec![
+        "data".to_string(),
+        "data-backups-2000".into(),
+        snap.clone(),
+        "other-backups-1".into(),
+    ];
+    expected.sort();
+    assert_eq!(volumes(work.path()), expected);
+}
+
+#[test]
+fn lvm_cleanup_and_pruning_run_when_mounting_fails() {
+    let work = tempfile::tempdir().unwrap();
+    let served = work.path().join("served");
+    fs::create_dir_all(&served).unwrap();
+    let bin = lvm_stand_ins(work.path(), &served);
+    fs::write(work.path().join("mount-fails"), b"").unwrap();
+    let sshd = Sshd::start_with(&format!("SetEnv PATH={}:/usr/bin:/bin", bin.display()));
+    let mounts = work.path().join("mnt");
+    fs::create_dir_all(&mounts).unwrap();
+    let lvm = json!({"vg_name": "vg0", "lv_name": "data", "size": "1G", "retain_snapshots": 1, "mount_dir": mounts});
+    let job = job(work.path(), vec![source(&sshd, "disk", "lvm-ssh", lvm)]);
+    let r = run(backups().args(["run", "--json"]).arg(&job));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("mounting the snapshot") && r.stderr.contains("wrong fs type"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        artifacts(&work.path().join("dest")).is_empty(),
+        "nothing uploaded"
+    );
+    let log = calls(work.path());
+    assert!(
+        log.iter().all(|c| !c.starts_with("umount")),
+        "nothing was mounted, nothing unmounted: {log:?}"
+    );
+    assert_eq!(
+        fs::read_dir(&mounts).unwrap().count(),
+        0,
+        "mount point removed"
+    );
+    // retain_snapshots 1: only the newest (this run's) snapshot of data is left.
+    let left: Vec<String> = volumes(work.path())
+        .into_iter()
+        .filter(|v| v.starts_with("data-backups-"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(!left[0].ends_with("-1000") && !left[0].ends_with("-2000"));
 }
