@@ -107,3 +107,42 @@ fn an_ungranted_command_is_denied_and_logged() {
     );
     assert!(artifacts(&work.path().join("dest")).is_empty());
 }
+
+/// True while a process whose command line contains `needle` exists.
+fn running(needle: &str) -> bool {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+}
+
+#[test]
+fn a_command_that_hangs_is_killed_with_everything_it_started() {
+    let work = tempfile::tempdir().unwrap();
+    let mut hangs = source("stream-hangs", &["sh"]);
+    hangs["limits"] = json!({"call_seconds": 2});
+    let job = job(work.path(), vec![hangs]);
+    let started = std::time::Instant::now();
+    let r = run(backups().arg("run").arg(&job));
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("did not finish within 2s"),
+        "{}",
+        r.stderr
+    );
+    assert!(artifacts(&work.path().join("dest")).is_empty());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !running("sleep 987"),
+        "the command's child outlived the run"
+    );
+}

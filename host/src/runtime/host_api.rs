@@ -144,11 +144,7 @@ impl PluginState {
         }
     }
 
-    fn spawn(
-        &self,
-        program: &Path,
-        command: &process::Command,
-    ) -> Result<tokio::process::Child, PluginError> {
+    fn spawn(&self, program: &Path, command: &process::Command) -> Result<Spawned, PluginError> {
         tracing::debug!(
             plugin = %self.label(),
             "run {} {}",
@@ -167,9 +163,14 @@ impl PluginState {
             })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            // If the call times out, the future is dropped and the child with it.
+            // Its own process group, so that everything it starts can be stopped with it.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
+            .map(|child| Spawned {
+                pgid: child.id().map(|id| id as i32),
+                child,
+            })
             .map_err(|e| io_error(&e, &command.program))
     }
 
@@ -399,5 +400,37 @@ fn kind_of(mode: u32) -> fs_metadata::EntryKind {
         libc::S_IFBLK => K::BlockDevice,
         libc::S_IFSOCK => K::Socket,
         _ => K::Unknown,
+    }
+}
+
+/// A running command and its process group. Dropping it — when the call finishes, fails or
+/// times out (the call's future is dropped) — kills the whole group, so a `sh -c` that
+/// started other processes leaves none behind.
+struct Spawned {
+    child: tokio::process::Child,
+    pgid: Option<i32>,
+}
+
+impl std::ops::Deref for Spawned {
+    type Target = tokio::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.child
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.child
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: killpg has no memory preconditions; a group that is gone is ESRCH.
+            unsafe {
+                libc::killpg(pgid, libc::SIGKILL);
+            }
+        }
     }
 }
