@@ -202,10 +202,14 @@ impl JobPlan {
                             if policy.is_keep_all() {
                                 "keep every copy (no retention_copies / retention_days)".to_string()
                             } else {
+                                let n = |v: Option<u32>| v.map_or("-".into(), |c| c.to_string());
                                 format!(
-                                    "copies {}, days {}, never fewer than {}",
-                                    policy.copies.map_or("-".into(), |c| c.to_string()),
-                                    policy.days.map_or("-".into(), |d| d.to_string()),
+                                    "copies {}, days {}, daily {}, weekly {}, monthly {}; never fewer than {}",
+                                    n(policy.copies),
+                                    n(policy.days),
+                                    n(policy.daily),
+                                    n(policy.weekly),
+                                    n(policy.monthly),
                                     policy.min_copies
                                 )
                             }
@@ -244,6 +248,9 @@ fn retention_policy(entry: &Entry) -> retention::Policy {
         copies: entry.retention_copies,
         days: entry.retention_days,
         min_copies: entry.min_copies,
+        daily: entry.keep_daily,
+        weekly: entry.keep_weekly,
+        monthly: entry.keep_monthly,
     }
 }
 

@@ -13,6 +13,7 @@
 //! | [`crypto`] | OpenPGP keys and encryptors |
 //! | [`artifact`] | object names and manifests |
 //! | [`retention`] | which copies a destination keeps |
+//! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`job`] | one run, end to end |
 //! | [`report`] | what a run did, for humans and notifiers |
 //! | [`redact`] | keeping secrets out of every line we print |
@@ -27,3 +28,4 @@ pub mod redact;
 pub mod report;
 pub mod retention;
 pub mod runtime;
+pub mod schedule;

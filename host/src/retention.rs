@@ -4,9 +4,12 @@
 //! The rules, in order of strength:
 //! 1. Never delete the newest copy, and never go below `min_copies`, however old the
 //!    copies are: backups that stop arriving must not be followed by backups that vanish.
-//! 2. Keep the newest `retention_copies`, and every copy younger than `retention_days`
-//!    (a copy kept by either rule is kept).
-//! 3. With neither key set, keep everything.
+//! 2. Keep the newest `retention_copies`, every copy younger than `retention_days`, and
+//!    the newest copy of each of the last `keep_daily` days, `keep_weekly` ISO weeks and
+//!    `keep_monthly` months (UTC): a copy kept by any rule is kept.
+//! 3. With none of these keys set, keep everything.
+//!
+//! `min_copies` defaults to 3, or to `retention_copies` when that asks for fewer.
 //!
 //! Retention runs at a destination only after this run stored a new copy there, and only
 //! on a listing that succeeded.
@@ -14,20 +17,47 @@
 use crate::artifact::StoredCopy;
 use jiff::{SignedDuration, Timestamp};
 
-/// The floor under every policy.
-pub const DEFAULT_MIN_COPIES: u32 = 1;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
     pub copies: Option<u32>,
     pub days: Option<u32>,
     pub min_copies: u32,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
 }
 
 impl Policy {
     pub fn is_keep_all(&self) -> bool {
-        self.copies.is_none() && self.days.is_none()
+        self.copies.is_none()
+            && self.days.is_none()
+            && self.daily.is_none()
+            && self.weekly.is_none()
+            && self.monthly.is_none()
     }
+}
+
+/// Indices (into newest-first `copies`) of the newest copy in each of the first `n`
+/// distinct periods, as named by `period`.
+fn newest_per_period<K: PartialEq>(
+    copies: &[StoredCopy],
+    n: Option<u32>,
+    period: impl Fn(Timestamp) -> K,
+) -> Vec<usize> {
+    let Some(n) = n else { return Vec::new() };
+    let mut seen: Vec<K> = Vec::new();
+    let mut keep = Vec::new();
+    for (i, c) in copies.iter().enumerate() {
+        let p = period(c.created);
+        if !seen.contains(&p) {
+            if seen.len() == n as usize {
+                break;
+            }
+            seen.push(p);
+            keep.push(i);
+        }
+    }
+    keep
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -47,9 +77,19 @@ pub fn decide(policy: &Policy, mut copies: Vec<StoredCopy>, now: Timestamp) -> D
     }
     let floor = policy.min_copies.max(1) as usize;
     let by_count = policy.copies.map_or(0, |c| c as usize);
+    let utc = |t: Timestamp| t.to_zoned(jiff::tz::TimeZone::UTC).date();
+    let mut by_period = newest_per_period(&copies, policy.daily, utc);
+    by_period.extend(newest_per_period(&copies, policy.weekly, |t| {
+        let w = utc(t).iso_week_date();
+        (w.year(), w.week())
+    }));
+    by_period.extend(newest_per_period(&copies, policy.monthly, |t| {
+        let d = utc(t);
+        (d.year(), d.month())
+    }));
     let mut decision = Decision::default();
     for (i, copy) in copies.into_iter().enumerate() {
-        let within_floor = i < floor;
+        let within_floor = i < floor || by_period.contains(&i);
         let within_count = i < by_count;
         let within_days = policy.days.is_some_and(|d| {
             now.duration_since(copy.created) < SignedDuration::from_hours(24 * d as i64)
@@ -92,6 +132,7 @@ mod tests {
                 copies: None,
                 days: None,
                 min_copies: 1,
+                ..Policy::default()
             },
             (0..5).map(|i| copy(i * 30, now)).collect(),
             now,
@@ -108,6 +149,7 @@ mod tests {
                 copies: Some(2),
                 days: None,
                 min_copies: 1,
+                ..Policy::default()
             },
             (0..5).map(|i| copy(i, now)).collect(),
             now,
@@ -124,6 +166,7 @@ mod tests {
                 copies: None,
                 days: Some(7),
                 min_copies: 1,
+                ..Policy::default()
             },
             [0, 3, 6, 8, 20].into_iter().map(|a| copy(a, now)).collect(),
             now,
@@ -141,6 +184,7 @@ mod tests {
                 copies: None,
                 days: Some(14),
                 min_copies: 1,
+                ..Policy::default()
             },
             [30, 31, 32].into_iter().map(|a| copy(a, now)).collect(),
             now,
@@ -151,12 +195,62 @@ mod tests {
                 copies: Some(0),
                 days: Some(14),
                 min_copies: 3,
+                ..Policy::default()
             },
             [30, 31, 32, 33].into_iter().map(|a| copy(a, now)).collect(),
             now,
         );
         assert_eq!(ages(&d.keep, now), [30, 31, 32]);
         assert_eq!(ages(&d.delete, now), [33]);
+    }
+
+    #[test]
+    fn keeps_the_newest_copy_of_each_day_week_and_month() {
+        let now: Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        // Two copies a day for 90 days.
+        let copies: Vec<StoredCopy> = (0..180)
+            .map(|i| {
+                let created = now - SignedDuration::from_hours(12 * i);
+                StoredCopy {
+                    object: format!("h/{i}"),
+                    manifest: format!("h/{i}.m"),
+                    created,
+                    size: 1,
+                }
+            })
+            .collect();
+        let policy = Policy {
+            daily: Some(7),
+            weekly: Some(4),
+            monthly: Some(3),
+            min_copies: 1,
+            ..Policy::default()
+        };
+        let d = decide(&policy, copies, now);
+        // 7 daily (the newest of each of the last 7 days), weekly and monthly picks overlap
+        // them or add older ones; each kept copy is the newest of its period.
+        let days: std::collections::HashSet<_> = d
+            .keep
+            .iter()
+            .map(|c| c.created.to_zoned(jiff::tz::TimeZone::UTC).date())
+            .collect();
+        assert_eq!(
+            days.len(),
+            d.keep.len(),
+            "one copy per period kept: {:?}",
+            d.keep.len()
+        );
+        assert!(
+            d.keep.len() >= 7 && d.keep.len() <= 7 + 4 + 3,
+            "{}",
+            d.keep.len()
+        );
+        assert!(
+            d.keep
+                .iter()
+                .any(|c| now.duration_since(c.created) > SignedDuration::from_hours(24 * 50))
+        );
+        assert_eq!(d.keep.len() + d.delete.len(), 180);
     }
 
     #[test]
@@ -167,6 +261,7 @@ mod tests {
                 copies: Some(3),
                 days: Some(2),
                 min_copies: 1,
+                ..Policy::default()
             },
             [0, 1, 5, 9, 12].into_iter().map(|a| copy(a, now)).collect(),
             now,

@@ -10,12 +10,19 @@ mod secrets;
 pub use secrets::{SecretRef, resolve_secrets};
 
 use crate::grants::GrantSpec;
+use crate::schedule::{self, Schedule};
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Where the job's temporary artifacts go unless `tmpdir` says otherwise.
 pub const DEFAULT_TMPDIR: &str = "/var/tmp/backups";
+/// Where run state (last scheduled run, locks) lives unless `state_dir` says otherwise.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/backups";
+/// The retention floor when a destination does not set `min_copies`: three copies, or
+/// `retention_copies` if that asks for fewer.
+pub const DEFAULT_MIN_COPIES: u32 = 3;
 
 /// A whole job file.
 #[derive(Debug, Clone)]
@@ -34,6 +41,12 @@ pub struct Job {
     pub limits: Limits,
     /// Where compiled plugins are cached (`cache_dir`).
     pub cache_dir: Option<PathBuf>,
+    /// When the job runs (`schedule`, cron), for the scheduler and the freshness check.
+    pub schedule: Option<Schedule>,
+    /// How old the newest copy may get (`max_age`), overriding what `schedule` implies.
+    pub max_age: Option<Duration>,
+    /// Where the scheduler keeps run times and locks (`state_dir`).
+    pub state_dir: PathBuf,
     /// Warnings found while reading (unknown keys...), shown before the run.
     pub warnings: Vec<String>,
 }
@@ -143,8 +156,14 @@ pub struct Entry {
     /// Destinations: legacy retention keys.
     pub retention_copies: Option<u32>,
     pub retention_days: Option<u32>,
-    /// Destinations: the floor retention never goes below (default 1).
+    /// Destinations: the floor retention never goes below.
     pub min_copies: u32,
+    /// Destinations: keep the newest copy of each of the last N days / weeks / months.
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    /// Sources: how old the newest copy may get before `status` calls it stale.
+    pub max_age: Option<Duration>,
     /// Notifiers: when to send.
     pub notify_on_success: bool,
     pub notify_on_failure: bool,
@@ -174,6 +193,10 @@ const HOST_KEYS: &[&str] = &[
     "retention_copies",
     "retention_days",
     "min_copies",
+    "keep_daily",
+    "keep_weekly",
+    "keep_monthly",
+    "max_age",
     "notify_on_success",
     "notify_on_failure",
 ];
@@ -191,6 +214,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "notifications",
     "limits",
     "cache_dir",
+    "schedule",
+    "max_age",
+    "state_dir",
 ];
 
 impl Job {
@@ -256,6 +282,22 @@ impl Job {
             None => None,
         };
 
+        let schedule = match root.get("schedule") {
+            Some(v) => Some(
+                Schedule::parse(&string(v, &format!("{shown}: schedule"))?)
+                    .map_err(|e| anyhow::anyhow!("{shown}: schedule: {e}"))?,
+            ),
+            None => None,
+        };
+        let max_age = root
+            .get("max_age")
+            .map(|v| duration(v, &format!("{shown}: max_age")))
+            .transpose()?;
+        let state_dir = match root.get("state_dir") {
+            Some(v) => PathBuf::from(string(v, &format!("{shown}: state_dir"))?),
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        };
+
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut lists = Vec::new();
         for role in [Role::Source, Role::Destination, Role::Notifier] {
@@ -293,6 +335,9 @@ impl Job {
             notifications,
             limits,
             cache_dir,
+            schedule,
+            max_age,
+            state_dir,
             warnings,
         };
         job.validate()?;
@@ -331,6 +376,25 @@ impl Job {
             }
         }
         Ok(())
+    }
+
+    /// How old a source's newest copy may get, and which setting said so.
+    pub fn max_age_for(&self, source: &Entry) -> (Duration, String) {
+        if let Some(d) = source.max_age {
+            return (d, format!("{}.max_age", source.label()));
+        }
+        if let Some(d) = self.max_age {
+            return (d, "max_age".into());
+        }
+        if let Some(s) = &self.schedule
+            && let Some(d) = s.max_age(jiff::Timestamp::now())
+        {
+            return (d, format!("schedule {:?} (longest gap + 50%)", s.text()));
+        }
+        (
+            schedule::DEFAULT_MAX_AGE,
+            "default: no schedule or max_age, assuming a daily job".into(),
+        )
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {
@@ -489,7 +553,21 @@ impl EntryContext<'_> {
             .get("min_copies")
             .map(|v| count(v, &self.at("min_copies")))
             .transpose()?
-            .unwrap_or(crate::retention::DEFAULT_MIN_COPIES);
+            .unwrap_or_else(|| {
+                DEFAULT_MIN_COPIES
+                    .min(retention_copies.unwrap_or(u32::MAX))
+                    .max(1)
+            });
+        let keep = |key: &str| map.get(key).map(|v| count(v, &self.at(key))).transpose();
+        let (keep_daily, keep_weekly, keep_monthly) = (
+            keep("keep_daily")?,
+            keep("keep_weekly")?,
+            keep("keep_monthly")?,
+        );
+        let max_age = map
+            .get("max_age")
+            .map(|v| duration(v, &self.at("max_age")))
+            .transpose()?;
         if min_copies == 0 {
             bail!(
                 "{}: must be at least 1: a destination always keeps its newest copy",
@@ -528,6 +606,10 @@ impl EntryContext<'_> {
             retention_copies,
             retention_days,
             min_copies,
+            keep_daily,
+            keep_weekly,
+            keep_monthly,
+            max_age,
             notify_on_success,
             notify_on_failure,
             plugin_config,
@@ -644,6 +726,20 @@ fn count(value: &Value, at: &str) -> Result<u32> {
             .parse()
             .map_err(|_| anyhow::anyhow!("{at}: must be a whole number ≥ 0, found {s:?}")),
         other => bail!("{at}: must be a whole number, found {}", json_kind(other)),
+    }
+}
+
+fn duration(value: &Value, at: &str) -> Result<Duration> {
+    match value {
+        Value::Number(n) => match n.as_u64().filter(|n| *n > 0) {
+            Some(secs) => Ok(Duration::from_secs(secs)),
+            None => bail!("{at}: must be a positive number of seconds or a duration like 36h"),
+        },
+        Value::String(s) => schedule::parse_duration(s).map_err(|e| anyhow::anyhow!("{at}: {e}")),
+        other => bail!(
+            "{at}: must be a duration like 36h, found {}",
+            json_kind(other)
+        ),
     }
 }
 
