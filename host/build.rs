@@ -19,7 +19,14 @@ fn main() {
         .to_path_buf();
     let out_dir = PathBuf::from(env("OUT_DIR"));
 
-    for watched in ["wit", "sdk", "plugins", "tests/fixtures", "Cargo.lock"] {
+    for watched in [
+        "wit",
+        "sdk",
+        "plugins",
+        "tests/fixtures",
+        "tests/fixture-destination",
+        "Cargo.lock",
+    ] {
         println!(
             "cargo:rerun-if-changed={}",
             workspace.join(watched).display()
@@ -35,7 +42,7 @@ fn main() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     plugins.sort();
-    let fixtures = ["backups-test-fixtures"];
+    let fixtures = ["backups-test-fixtures", "backups-test-flaky-destination"];
 
     ensure_wasm_target();
 

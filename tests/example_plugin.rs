@@ -5,31 +5,11 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 use support::*;
 
 #[test]
 fn the_example_notifier_builds_loads_by_path_and_writes_its_line() {
-    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/jsonl-notifier");
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("example-plugin");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(crate_dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .unwrap();
-    assert!(status.success(), "the example plugin must keep compiling");
-    let wasm = target.join("wasm32-wasip2/release/jsonl_notifier.wasm");
+    let wasm = example_notifier();
 
     let work = tempfile::tempdir().unwrap();
     let (src, dest, logs) = (

@@ -43,6 +43,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The dead-man's switch: is each source's newest copy at each destination fresh enough?
+    /// Exit 0 when all are; 1 when any is stale, missing or unreachable. Reads only the
+    /// destinations, so it can run on a monitoring host; run it from its own timer.
+    Status {
+        job: PathBuf,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// When anything is stale, tell the job's notifiers (those with notify_on_failure).
+        #[arg(long)]
+        notify: bool,
+        /// Write Prometheus metrics (text format) to this file, e.g. for node_exporter's
+        /// textfile collector.
+        #[arg(long, value_name = "FILE")]
+        prometheus: Option<PathBuf>,
+    },
     /// Inspect plugins.
     Plugins {
         #[command(subcommand)]
@@ -80,6 +96,12 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Run { job, dry_run, json } => run(&job, dry_run, json, cli.quiet).await,
+            Command::Status {
+                job,
+                json,
+                notify,
+                prometheus,
+            } => status(&job, json, notify, prometheus.as_deref()).await,
             Command::Plugins {
                 command: PluginsCommand::List { job },
             } => plugins_list(job.as_deref()),
@@ -183,6 +205,75 @@ async fn run(path: &Path, dry_run: bool, json: bool, quiet: bool) -> ExitCode {
         }
     }
     if report.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+/// Loads, checks and plans a job; on error prints it and gives the exit code.
+async fn planned(path: &Path) -> Result<(Runtime, job::JobPlan), ExitCode> {
+    let job = Job::load(path).map_err(|e| fail(format!("{e:#}")))?;
+    let runtime = runtime_for(Some(&job)).map_err(|e| fail(format!("{e:#}")))?;
+    let plan = job::plan(job, &runtime)
+        .await
+        .map_err(|e| fail(format!("{e:#}")))?;
+    Ok((runtime, plan))
+}
+
+async fn status(path: &Path, json: bool, notify: bool, prometheus: Option<&Path>) -> ExitCode {
+    let (runtime, plan) = match planned(path).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let now = backups::schedule::now();
+    let results = backups::status::check(&plan, &runtime, now).await;
+    let all_fresh = results.iter().all(|f| f.ok());
+    if json {
+        match serde_json::to_string_pretty(&results) {
+            Ok(text) => println!("{}", plan.redactor.redact(&text)),
+            Err(e) => return fail(e),
+        }
+    } else {
+        print!("{}", backups::status::table(&results));
+    }
+    if let Some(file) = prometheus {
+        let text = backups::status::prometheus(&plan, &results);
+        let tmp = file.with_extension("prom.tmp");
+        // Written aside and renamed, so a scraper never reads half a file.
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, file)) {
+            return fail(format!("{}: {e}", file.display()));
+        }
+    }
+    for f in results.iter().filter(|f| !f.ok()) {
+        tracing::error!(
+            "{} at {}: {}",
+            f.source_id,
+            f.destination_id,
+            match &f.state {
+                backups::status::State::Stale => format!(
+                    "newest copy is {} old, more than the {} allowed ({})",
+                    backups::schedule::human_duration(f.age.unwrap_or_default()),
+                    backups::schedule::human_duration(f.max_age),
+                    f.max_age_from
+                ),
+                backups::status::State::Missing => "no complete copy at all".into(),
+                backups::status::State::Unreachable(e) =>
+                    format!("cannot list the destination: {e}"),
+                backups::status::State::Fresh => unreachable!(),
+            }
+        );
+    }
+    if notify && !all_fresh {
+        let report = backups::status::stale_report(&plan, &results, now);
+        for (label, sent) in backups::status::alert(&plan, &runtime, &report).await {
+            match sent {
+                Ok(()) => tracing::info!("{label}: alerted"),
+                Err(e) => tracing::error!("{label}: alert failed: {e}"),
+            }
+        }
+    }
+    if all_fresh {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

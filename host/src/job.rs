@@ -23,7 +23,6 @@ use crate::retention;
 use crate::runtime::bindings::{About, Context};
 use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Runtime, sink};
 use anyhow::{Context as _, Result, bail};
-use jiff::Timestamp;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -263,7 +262,7 @@ pub struct Progress {
 /// Runs a planned job. Returns the report; the caller decides the exit code from it.
 pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Result<RunReport> {
     let job = &plan.job;
-    let started = Timestamp::now();
+    let started = crate::schedule::now();
     let run_id = format!(
         "{}-{:x}",
         started
@@ -423,13 +422,13 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     }
     drop(destinations);
 
-    report.finished = Timestamp::now();
+    report.finished = crate::schedule::now().max(started);
     notify(plan, runtime, &mut report, &ctx_for, &workdir.path).await;
     Ok(report)
 }
 
 /// Instantiates and configures a plugin for a job entry.
-async fn open(
+pub(crate) async fn open(
     runtime: &Runtime,
     planned: &Planned,
     ctx: &Context,
@@ -618,7 +617,7 @@ async fn store_copy(
         result.retained = Some(copies.len() as u32);
         return result;
     }
-    let decision = retention::decide(&policy, copies, Timestamp::now());
+    let decision = retention::decide(&policy, copies, crate::schedule::now());
     result.retained = Some(decision.keep.len() as u32);
     for copy in &decision.delete {
         // The manifest first: without it the copy stops counting as complete at once.

@@ -16,6 +16,7 @@
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`job`] | one run, end to end |
 //! | [`report`] | what a run did, for humans and notifiers |
+//! | [`status`] | the dead-man's switch: is every source's newest copy fresh enough? |
 //! | [`redact`] | keeping secrets out of every line we print |
 
 pub mod artifact;
@@ -29,3 +30,4 @@ pub mod report;
 pub mod retention;
 pub mod runtime;
 pub mod schedule;
+pub mod status;

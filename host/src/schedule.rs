@@ -74,6 +74,27 @@ impl Schedule {
     }
 }
 
+/// The current time, or the time `BACKUPS_NOW` (RFC 3339) pretends it is: for drills
+/// ("what would status say after a month without backups?") and for tests that need a
+/// clock they control. A pretended time is logged as a warning every time it is read.
+pub fn now() -> Timestamp {
+    match std::env::var("BACKUPS_NOW") {
+        Ok(text) => match text.parse::<Timestamp>() {
+            Ok(t) => {
+                tracing::warn!("BACKUPS_NOW is set: pretending it is {t}");
+                t
+            }
+            Err(e) => {
+                tracing::error!(
+                    "BACKUPS_NOW={text:?} is not an RFC 3339 time ({e}); using the real time"
+                );
+                Timestamp::now()
+            }
+        },
+        Err(_) => Timestamp::now(),
+    }
+}
+
 /// `3600`, `90m`, `36h`, `2d`, `1w`.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();

@@ -253,3 +253,30 @@ pub fn untar_gz(tgz: &[u8], into: &Path) {
     child.stdin.take().unwrap().write_all(tgz).unwrap();
     assert!(child.wait().unwrap().success(), "tar -xz failed");
 }
+
+/// Builds (once per test run; cargo keeps it up to date) the example third-party notifier
+/// in examples/jsonl-notifier and returns its component.
+pub fn example_notifier() -> PathBuf {
+    use std::sync::Mutex;
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let crate_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/jsonl-notifier");
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("example-plugin");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(crate_dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .unwrap();
+    assert!(status.success(), "the example plugin must keep compiling");
+    target.join("wasm32-wasip2/release/jsonl_notifier.wasm")
+}

@@ -10,9 +10,12 @@
 //! ```
 //!
 //! One line per run: time, job, host, success, and per source its outcome and sizes —
-//! easy to `jq`, `tail -f` or ship to a log pipeline.
+//! easy to `jq`, `tail -f` or ship to a log pipeline. `backups status --notify` adds a
+//! line of kind `stale` listing the overdue source/destination pairs.
 
-use backups_sdk::{About, Context, Notifier, Outcome, Plugin, PluginError, Report, Result};
+use backups_sdk::{
+    About, Context, Notifier, Outcome, Plugin, PluginError, Report, ReportKind, Result,
+};
 use serde::Deserialize;
 use std::io::Write;
 
@@ -59,13 +62,29 @@ impl Notifier for Jsonl {
                 })
             })
             .collect();
+        // `status --notify` sends a `stale` report: which copies are overdue.
+        let overdue: Vec<_> = report
+            .freshness
+            .iter()
+            .filter(|f| f.stale)
+            .map(|f| {
+                serde_json::json!({
+                    "source": f.source_id,
+                    "destination": f.destination_id,
+                    "newest": f.newest,
+                    "max_age_seconds": f.max_age_seconds,
+                })
+            })
+            .collect();
         let line = serde_json::json!({
+            "kind": match report.kind { ReportKind::Run => "run", ReportKind::Stale => "stale" },
             "finished_at": report.finished_at,
             "job": report.job,
             "hostname": report.hostname,
             "run_id": report.run_id,
             "success": report.success,
             "sources": sources,
+            "overdue": overdue,
         });
         let mut file = std::fs::OpenOptions::new()
             .create(true)

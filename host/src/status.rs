@@ -1,0 +1,287 @@
+//! The dead-man's switch: how old is the newest complete copy of each source at each
+//! destination, and is that older than the job allows?
+//!
+//! It reads the destinations themselves (their listings), never local state, so it runs
+//! just as well from a monitoring host that has only the job file and the destinations'
+//! credentials — and it keeps working when the backup job itself has stopped running,
+//! which is the failure it exists to catch.
+
+use crate::artifact;
+use crate::job::{self, JobPlan};
+use crate::runtime::Runtime;
+use crate::runtime::bindings::{Context, report_types as wit};
+use crate::schedule::human_duration;
+use jiff::Timestamp;
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase", tag = "state", content = "reason")]
+pub enum State {
+    Fresh,
+    /// The newest copy is older than allowed.
+    Stale,
+    /// No complete copy at all.
+    Missing,
+    /// The destination could not be listed.
+    Unreachable(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Freshness {
+    pub source_id: String,
+    pub destination_id: String,
+    pub newest: Option<Timestamp>,
+    pub newest_object: Option<String>,
+    pub copies: usize,
+    #[serde(serialize_with = "secs")]
+    pub age: Option<Duration>,
+    #[serde(serialize_with = "secs_plain")]
+    pub max_age: Duration,
+    /// Which setting decided `max_age`.
+    pub max_age_from: String,
+    #[serde(flatten)]
+    pub state: State,
+}
+
+fn secs<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_u64(d.as_secs()),
+        None => s.serialize_none(),
+    }
+}
+fn secs_plain<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_secs())
+}
+
+impl Freshness {
+    pub fn ok(&self) -> bool {
+        self.state == State::Fresh
+    }
+}
+
+/// Lists every destination once and judges every source there, as of `now`.
+pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> Vec<Freshness> {
+    let job = &plan.job;
+    let mut out = Vec::new();
+    for dest in &plan.destinations {
+        let ctx = Context {
+            job: job.name.clone(),
+            run_id: format!("status-{}", now.as_second()),
+            hostname: job.hostname.clone(),
+            started_at: now.as_second().max(0) as u64,
+            entry_id: dest.entry.id.clone(),
+        };
+        let listing =
+            match job::open(runtime, dest, &ctx, &std::env::temp_dir(), &plan.redactor).await {
+                Ok(mut instance) => instance
+                    .list(&format!("{}/", job.hostname))
+                    .await
+                    .map_err(|e| plan.redactor.redact(&e.to_string())),
+                Err(e) => Err(e),
+            };
+        for source in &plan.sources {
+            let (max_age, max_age_from) = job.max_age_for(&source.entry);
+            let mut f = Freshness {
+                source_id: source.entry.id.clone(),
+                destination_id: dest.entry.id.clone(),
+                newest: None,
+                newest_object: None,
+                copies: 0,
+                age: None,
+                max_age,
+                max_age_from,
+                state: State::Missing,
+            };
+            match &listing {
+                Err(e) => f.state = State::Unreachable(e.clone()),
+                Ok(listing) => {
+                    let copies = artifact::copies_of(&job.hostname, &source.entry.id, listing);
+                    f.copies = copies.len();
+                    if let Some(newest) = copies.first() {
+                        let age = Duration::try_from(now.duration_since(newest.created))
+                            .unwrap_or_default();
+                        f.newest = Some(newest.created);
+                        f.newest_object = Some(newest.object.clone());
+                        f.age = Some(age);
+                        f.state = if age <= max_age {
+                            State::Fresh
+                        } else {
+                            State::Stale
+                        };
+                    }
+                }
+            }
+            out.push(f);
+        }
+    }
+    out
+}
+
+/// The table printed by `backups status`.
+pub fn table(results: &[Freshness]) -> String {
+    let mut rows = vec![[
+        "source".to_string(),
+        "destination".into(),
+        "newest copy".into(),
+        "age".into(),
+        "allowed".into(),
+        "copies".into(),
+        "state".into(),
+    ]];
+    for f in results {
+        rows.push([
+            f.source_id.clone(),
+            f.destination_id.clone(),
+            f.newest
+                .map_or("-".into(), |t| t.strftime("%Y-%m-%d %H:%M:%SZ").to_string()),
+            f.age.map_or("-".into(), human_duration),
+            human_duration(f.max_age),
+            f.copies.to_string(),
+            match &f.state {
+                State::Fresh => "fresh".into(),
+                State::Stale => "STALE".into(),
+                State::Missing => "MISSING".into(),
+                State::Unreachable(e) => format!("UNREACHABLE: {e}"),
+            },
+        ]);
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        for (cell, w) in row.iter().take(6).zip(widths) {
+            let _ = write!(out, "{cell:<w$}  ");
+        }
+        out += &row[6];
+        out.push('\n');
+    }
+    out
+}
+
+/// The report notifiers get when something is stale, missing or unreachable.
+pub fn stale_report(plan: &JobPlan, results: &[Freshness], now: Timestamp) -> wit::Report {
+    let bad: Vec<&Freshness> = results.iter().filter(|f| !f.ok()).collect();
+    let summary = format!(
+        "BACKUPS OVERDUE for job {} on {}: {} of {} source/destination pairs have no fresh copy.\n\n{}",
+        plan.job.name,
+        plan.job.hostname,
+        bad.len(),
+        results.len(),
+        table(results)
+    );
+    wit::Report {
+        kind: wit::ReportKind::Stale,
+        job: plan.job.name.clone(),
+        hostname: plan.job.hostname.clone(),
+        run_id: format!("status-{}", now.as_second()),
+        started_at: now.as_second().max(0) as u64,
+        finished_at: now.as_second().max(0) as u64,
+        success: bad.is_empty(),
+        sources: Vec::new(),
+        destinations: Vec::new(),
+        freshness: results
+            .iter()
+            .map(|f| wit::Freshness {
+                source_id: f.source_id.clone(),
+                destination_id: f.destination_id.clone(),
+                newest: f.newest.map(|t| t.as_second().max(0) as u64),
+                max_age_seconds: f.max_age.as_secs(),
+                stale: !f.ok(),
+            })
+            .collect(),
+        summary,
+    }
+}
+
+/// Prometheus text exposition format, for node_exporter's textfile collector or a
+/// pushgateway. Written by hand: four gauges do not need a metrics library.
+pub fn prometheus(plan: &JobPlan, results: &[Freshness]) -> String {
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let labels = |f: &Freshness| {
+        format!(
+            "job=\"{}\",hostname=\"{}\",source=\"{}\",destination=\"{}\"",
+            esc(&plan.job.name),
+            esc(&plan.job.hostname),
+            esc(&f.source_id),
+            esc(&f.destination_id)
+        )
+    };
+    let mut out = String::new();
+    out += "# HELP backups_last_success_timestamp_seconds Creation time of the newest complete copy.\n";
+    out += "# TYPE backups_last_success_timestamp_seconds gauge\n";
+    for f in results.iter().filter(|f| f.newest.is_some()) {
+        let t = f.newest.expect("filtered").as_second();
+        let _ = writeln!(
+            out,
+            "backups_last_success_timestamp_seconds{{{}}} {t}",
+            labels(f)
+        );
+    }
+    out += "# HELP backups_max_age_seconds How old the newest copy may get.\n";
+    out += "# TYPE backups_max_age_seconds gauge\n";
+    for f in results {
+        let _ = writeln!(
+            out,
+            "backups_max_age_seconds{{{}}} {}",
+            labels(f),
+            f.max_age.as_secs()
+        );
+    }
+    out += "# HELP backups_copies Complete copies stored.\n";
+    out += "# TYPE backups_copies gauge\n";
+    for f in results {
+        let _ = writeln!(out, "backups_copies{{{}}} {}", labels(f), f.copies);
+    }
+    out += "# HELP backups_stale 1 when the newest copy is too old, missing or unreachable.\n";
+    out += "# TYPE backups_stale gauge\n";
+    for f in results {
+        let _ = writeln!(out, "backups_stale{{{}}} {}", labels(f), u8::from(!f.ok()));
+    }
+    out
+}
+
+/// Sends the stale report to every notifier that wants failures; returns their results.
+pub async fn alert(
+    plan: &JobPlan,
+    runtime: &Runtime,
+    report: &wit::Report,
+) -> Vec<(String, Result<(), String>)> {
+    let mut out = Vec::new();
+    for planned in &plan.notifications {
+        if !planned.entry.notify_on_failure {
+            continue;
+        }
+        let ctx = Context {
+            job: plan.job.name.clone(),
+            run_id: report.run_id.clone(),
+            hostname: plan.job.hostname.clone(),
+            started_at: report.started_at,
+            entry_id: planned.entry.id.clone(),
+        };
+        let sent = async {
+            let mut instance = job::open(
+                runtime,
+                planned,
+                &ctx,
+                &std::env::temp_dir(),
+                &plan.redactor,
+            )
+            .await?;
+            instance.notify(report).await.map_err(|e| e.to_string())
+        }
+        .await
+        .map_err(|e| plan.redactor.redact(&e));
+        out.push((planned.entry.label(), sent));
+    }
+    out
+}

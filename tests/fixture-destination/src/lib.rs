@@ -1,0 +1,87 @@
+//! A directory destination whose `list` fails while the file `{path}/.fail-list` exists:
+//! for proving that a failed listing means no deletes.
+
+use backups_sdk::{
+    About, Context, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin, PluginError,
+    Result,
+};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+pub struct Config {
+    path: String,
+}
+
+pub struct Flaky {
+    root: PathBuf,
+}
+
+impl Plugin for Flaky {
+    type Config = Config;
+    fn about() -> About {
+        About::new(
+            "flaky",
+            "a directory whose listing fails on demand (test fixture)",
+        )
+        .keys(&["path"])
+    }
+    fn configure(_ctx: Context, config: Config) -> Result<Self> {
+        Ok(Flaky {
+            root: PathBuf::from(config.path),
+        })
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let key = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push(ObjectInfo {
+                key,
+                size: path.metadata()?.len(),
+                modified: None,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Destination for Flaky {
+    fn put(&mut self, key: &str, data: &mut ObjectReader, _size: u64) -> Result<()> {
+        let path = self.root.join(key);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        let mut file = std::fs::File::create(&path)?;
+        std::io::copy(data, &mut file)?;
+        Ok(())
+    }
+    fn get(&mut self, key: &str, sink: &mut ObjectWriter) -> Result<()> {
+        let mut file = std::fs::File::open(self.root.join(key))?;
+        std::io::copy(&mut file, sink)?;
+        Ok(())
+    }
+    fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        if self.root.join(".fail-list").exists() {
+            return Err(PluginError::transient("listing failed on purpose"));
+        }
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out)?;
+        out.retain(|o| o.key.starts_with(prefix));
+        Ok(out)
+    }
+    fn delete(&mut self, key: &str) -> Result<()> {
+        match std::fs::remove_file(self.root.join(key)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+backups_sdk::export_destination!(Flaky);
