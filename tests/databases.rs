@@ -461,6 +461,42 @@ fn pgsql_round_trip_restores_every_table_in_plain_and_custom_format() {
 }
 
 #[test]
+fn a_restored_pgsql_dump_loads_into_a_fresh_database() {
+    let db = unique("pg_restore");
+    let _cleanup = postgres_fixture(&db);
+    let fresh = unique("pg_restore_fresh");
+    let _drop = Cleanup(vec![{
+        let d = fresh.clone();
+        Box::new(move || {
+            let _ = Command::new("psql")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "postgres",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {d}"),
+                ])
+                .status();
+        })
+    }]);
+    let work = tempfile::tempdir().unwrap();
+    let job = job(work.path(), vec![pgsql_source("db", &db, json!({}))]);
+    assert_eq!(run(backups().arg("run").arg(&job)).code, 0);
+    let dump = work.path().join("restored.sql");
+    let r = run(backups()
+        .args(["restore", "--source", "db", "--to"])
+        .arg(&dump)
+        .arg(&job));
+    assert_eq!(r.code, 0);
+    postgres("postgres", &format!("CREATE DATABASE {fresh};"));
+    postgres(&fresh, &fs::read_to_string(&dump).unwrap());
+    assert_eq!(postgres_fingerprint(&db), postgres_fingerprint(&fresh));
+}
+
+#[test]
 fn pgsql_failures_are_clear_and_upload_nothing() {
     let db = unique("pg_fail");
     let _cleanup = postgres_fixture(&db);

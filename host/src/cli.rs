@@ -59,11 +59,75 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         prometheus: Option<PathBuf>,
     },
+    /// The complete copies stored at each destination.
+    List {
+        job: PathBuf,
+        #[command(flatten)]
+        which: Which,
+        /// Print JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch the newest (or the named) copy of each source from each destination, check
+    /// its sha256 against the manifest, decrypt and decompress it fully, and walk a folder
+    /// archive. Exit 1 on any mismatch.
+    Verify {
+        job: PathBuf,
+        #[command(flatten)]
+        which: Which,
+        /// A secret-key file (e.g. `gpg --export-secret-keys`) for recipient-encrypted copies.
+        #[arg(long, value_name = "FILE")]
+        secret_key: Vec<PathBuf>,
+    },
+    /// Fetch, check, decrypt and decompress one copy: to a file (`--to -` for stdout), or
+    /// extract a folder archive into a new directory.
+    Restore {
+        job: PathBuf,
+        #[command(flatten)]
+        which: Which,
+        #[arg(long, value_name = "FILE")]
+        secret_key: Vec<PathBuf>,
+        /// Write the decrypted, decompressed stream here (`-`: stdout).
+        #[arg(
+            long,
+            value_name = "FILE",
+            conflicts_with = "extract",
+            required_unless_present = "extract"
+        )]
+        to: Option<PathBuf>,
+        /// Extract a folder archive into this directory (new or empty).
+        #[arg(long, value_name = "DIR")]
+        extract: Option<PathBuf>,
+    },
     /// Inspect plugins.
     Plugins {
         #[command(subcommand)]
         command: PluginsCommand,
     },
+}
+
+/// Which copies: by source, destination and object name.
+#[derive(clap::Args)]
+struct Which {
+    /// Only this source (its `id`).
+    #[arg(long)]
+    source: Option<String>,
+    /// Only this destination (its `id`).
+    #[arg(long)]
+    destination: Option<String>,
+    /// This object instead of the newest copy (its full name, or its end).
+    #[arg(long)]
+    artifact: Option<String>,
+}
+
+impl From<Which> for backups::restore::Selection {
+    fn from(w: Which) -> Self {
+        backups::restore::Selection {
+            source: w.source,
+            destination: w.destination,
+            artifact: w.artifact,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -102,6 +166,26 @@ pub fn main() -> ExitCode {
                 notify,
                 prometheus,
             } => status(&job, json, notify, prometheus.as_deref()).await,
+            Command::List { job, which, json } => list(&job, which.into(), json).await,
+            Command::Verify {
+                job,
+                which,
+                secret_key,
+            } => verify(&job, which.into(), &secret_key).await,
+            Command::Restore {
+                job,
+                which,
+                secret_key,
+                to,
+                extract,
+            } => {
+                let target = match (to, extract) {
+                    (Some(to), _) => backups::restore::Target::Stream(to),
+                    (None, Some(dir)) => backups::restore::Target::Extract(dir),
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                restore(&job, which.into(), &secret_key, &target).await
+            }
             Command::Plugins {
                 command: PluginsCommand::List { job },
             } => plugins_list(job.as_deref()),
@@ -277,6 +361,91 @@ async fn status(path: &Path, json: bool, notify: bool, prometheus: Option<&Path>
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+async fn list(path: &Path, selection: backups::restore::Selection, json: bool) -> ExitCode {
+    let (runtime, plan) = match planned(path).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let copies = match backups::restore::list(&plan, &runtime, &selection).await {
+        Ok(c) => c,
+        Err(e) => return fail(plan.redactor.redact(&format!("{e:#}"))),
+    };
+    if json {
+        match serde_json::to_string_pretty(&copies) {
+            Ok(text) => println!("{text}"),
+            Err(e) => return fail(e),
+        }
+    } else {
+        println!(
+            "{:<14} {:<14} {:<21} {:>10}  object",
+            "destination", "source", "created", "size"
+        );
+        for c in &copies {
+            println!(
+                "{:<14} {:<14} {:<21} {:>10}  {}",
+                c.destination_id,
+                c.source_id,
+                c.created.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+                backups::report::human_bytes(c.size),
+                c.object
+            );
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+async fn verify(
+    path: &Path,
+    selection: backups::restore::Selection,
+    secret_keys: &[PathBuf],
+) -> ExitCode {
+    let (runtime, plan) = match planned(path).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let results = match backups::restore::verify(&plan, &runtime, &selection, secret_keys).await {
+        Ok(r) => r,
+        Err(e) => return fail(plan.redactor.redact(&format!("{e:#}"))),
+    };
+    for v in &results {
+        println!(
+            "{:<7} {} at {}: {} — {}",
+            if v.ok { "ok" } else { "FAILED" },
+            v.source_id,
+            v.destination_id,
+            v.object.as_deref().unwrap_or("-"),
+            v.detail
+        );
+    }
+    if results.iter().all(|v| v.ok) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+async fn restore(
+    path: &Path,
+    selection: backups::restore::Selection,
+    secret_keys: &[PathBuf],
+    target: &backups::restore::Target,
+) -> ExitCode {
+    let (runtime, plan) = match planned(path).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match backups::restore::restore(&plan, &runtime, &selection, secret_keys, target).await {
+        Ok(what) => {
+            tracing::info!("{what}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {}", plan.redactor.redact(&format!("{e:#}")));
+            ExitCode::from(1)
+        }
     }
 }
 

@@ -151,3 +151,115 @@ fn find_cert(recipient: &str, keyring: Option<&Path>) -> Result<Cert> {
         keyring.display()
     )
 }
+
+/// What may decrypt an artifact: passphrases, and secret keys (unencrypted key material,
+/// e.g. `gpg --export-secret-keys` of a key without a passphrase, or one protected by a
+/// passphrase listed here too).
+#[derive(Default)]
+pub struct Keys {
+    pub passwords: Vec<Password>,
+    pub secret_keys: Vec<Cert>,
+}
+
+impl Keys {
+    pub fn add_secret_key_file(&mut self, path: &Path) -> Result<()> {
+        for cert in CertParser::from_file(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?
+        {
+            let cert = cert.with_context(|| format!("{}: not an OpenPGP key", path.display()))?;
+            if !cert.is_tsk() {
+                bail!(
+                    "{}: {} has no secret key material",
+                    path.display(),
+                    cert.fingerprint()
+                );
+            }
+            self.secret_keys.push(cert);
+        }
+        Ok(())
+    }
+
+    /// A reader of the plaintext of the OpenPGP message `ciphertext`.
+    pub fn decrypt<'a, R: std::io::Read + Send + Sync + 'a>(
+        &'a self,
+        ciphertext: R,
+    ) -> Result<impl std::io::Read + 'a> {
+        use openpgp::parse::stream::DecryptorBuilder;
+        let decryptor = DecryptorBuilder::from_reader(ciphertext)?
+            .with_policy(&POLICY, None, Helper { keys: self })
+            .context("no passphrase or secret key given decrypts this artifact")?;
+        Ok(decryptor)
+    }
+}
+
+struct Helper<'a> {
+    keys: &'a Keys,
+}
+
+impl openpgp::parse::stream::VerificationHelper for Helper<'_> {
+    fn get_certs(&mut self, _ids: &[openpgp::KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(Vec::new())
+    }
+    // Artifacts are encrypted, not signed: there is nothing to verify here. Integrity is
+    // the MDC (checked by the decryptor) and the manifest's sha256.
+    fn check(
+        &mut self,
+        _structure: openpgp::parse::stream::MessageStructure,
+    ) -> openpgp::Result<()> {
+        Ok(())
+    }
+}
+
+impl openpgp::parse::stream::DecryptionHelper for Helper<'_> {
+    fn decrypt(
+        &mut self,
+        pkesks: &[openpgp::packet::PKESK],
+        skesks: &[openpgp::packet::SKESK],
+        sym_algo: Option<openpgp::types::SymmetricAlgorithm>,
+        decrypt: &mut dyn FnMut(
+            Option<openpgp::types::SymmetricAlgorithm>,
+            &openpgp::crypto::SessionKey,
+        ) -> bool,
+    ) -> openpgp::Result<Option<Cert>> {
+        for cert in &self.keys.secret_keys {
+            for key in cert
+                .keys()
+                .with_policy(&POLICY, None)
+                .supported()
+                .for_transport_encryption()
+                .secret()
+            {
+                let mut candidates = vec![key.key().clone()];
+                for p in &self.keys.passwords {
+                    if let Ok(k) = key.key().clone().decrypt_secret(p) {
+                        candidates.push(k);
+                    }
+                }
+                for secret in candidates {
+                    let Ok(mut pair) = secret.into_keypair() else {
+                        continue;
+                    };
+                    for pkesk in pkesks {
+                        if let Some((algo, sk)) = pkesk.decrypt(&mut pair, sym_algo)
+                            && decrypt(algo, &sk)
+                        {
+                            return Ok(Some(cert.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        for skesk in skesks {
+            for p in &self.keys.passwords {
+                if let Ok((algo, sk)) = skesk.decrypt(p)
+                    && decrypt(algo, &sk)
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        Err(anyhow::anyhow!(
+            "no passphrase or secret key given decrypts this artifact"
+        ))
+    }
+}

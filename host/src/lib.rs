@@ -12,6 +12,7 @@
 //! | [`pipeline`] | source bytes → gzip → OpenPGP → a temporary artifact |
 //! | [`crypto`] | OpenPGP keys and encryptors |
 //! | [`artifact`] | object names and manifests |
+//! | [`restore`] | getting copies back: list, verify, restore |
 //! | [`retention`] | which copies a destination keeps |
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`job`] | one run, end to end |
@@ -27,6 +28,7 @@ pub mod job;
 pub mod pipeline;
 pub mod redact;
 pub mod report;
+pub mod restore;
 pub mod retention;
 pub mod runtime;
 pub mod schedule;
