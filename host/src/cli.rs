@@ -43,6 +43,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run jobs on their `schedule` (cron), instead of a crontab that can vanish. A job
+    /// never overlaps itself; a run missed while the machine was down runs at start-up.
+    Daemon {
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+    },
     /// The dead-man's switch: is each source's newest copy at each destination fresh enough?
     /// Exit 0 when all are; 1 when any is stale, missing or unreachable. Reads only the
     /// destinations, so it can run on a monitoring host; run it from its own timer.
@@ -160,6 +166,7 @@ pub fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             Command::Run { job, dry_run, json } => run(&job, dry_run, json, cli.quiet).await,
+            Command::Daemon { jobs } => daemon(&jobs).await,
             Command::Status {
                 job,
                 json,
@@ -227,6 +234,21 @@ fn runtime_for(job: Option<&Job>) -> anyhow::Result<Runtime> {
     Runtime::new(cache.as_deref())
 }
 
+async fn daemon(paths: &[PathBuf]) -> ExitCode {
+    let jobs = match backups::daemon::load(paths) {
+        Ok(j) => j,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let runtime = match runtime_for(jobs.first().map(|(j, _)| j)) {
+        Ok(r) => std::sync::Arc::new(r),
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    match backups::daemon::serve(jobs, runtime).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("{e:#}")),
+    }
+}
+
 async fn run(path: &Path, dry_run: bool, json: bool, quiet: bool) -> ExitCode {
     let job = match Job::load(path) {
         Ok(job) => job,
@@ -248,6 +270,10 @@ async fn run(path: &Path, dry_run: bool, json: bool, quiet: bool) -> ExitCode {
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
+    let _lock = match backups::lock::RunLock::acquire(&plan.job.tmpdir, &plan.job.name) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}")),
+    };
 
     let progress = Progress::default();
     let ticker = (!quiet && std::io::stderr().is_terminal()).then(|| {

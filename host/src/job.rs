@@ -645,7 +645,7 @@ async fn notify(
     plan: &JobPlan,
     runtime: &Runtime,
     report: &mut RunReport,
-    ctx_for: &dyn Fn(&Entry) -> Context,
+    ctx_for: &(dyn Fn(&Entry) -> Context + Sync),
     tmpdir: &Path,
 ) {
     let success = report.success();

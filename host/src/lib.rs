@@ -16,6 +16,8 @@
 //! | [`retention`] | which copies a destination keeps |
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`job`] | one run, end to end |
+//! | [`lock`] | one run of a job at a time |
+//! | [`daemon`] | running jobs on their schedule |
 //! | [`report`] | what a run did, for humans and notifiers |
 //! | [`status`] | the dead-man's switch: is every source's newest copy fresh enough? |
 //! | [`redact`] | keeping secrets out of every line we print |
@@ -23,8 +25,10 @@
 pub mod artifact;
 pub mod config;
 pub mod crypto;
+pub mod daemon;
 pub mod grants;
 pub mod job;
+pub mod lock;
 pub mod pipeline;
 pub mod redact;
 pub mod report;
