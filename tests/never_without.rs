@@ -190,4 +190,23 @@ fn a_destination_that_cannot_be_listed_loses_nothing() {
     fs::remove_file(s.dest.join(".fail-list")).unwrap();
     assert_eq!(run_on(&s, 4).code, 0);
     assert_eq!(stored_days(&s.dest), [4]);
+
+    // The destination's own 14-day expiry rule, as in the incident: status says so.
+    fs::write(s.dest.join(".rule-days"), "14").unwrap();
+    let r = status_on(&s, 4, &[]);
+    assert_eq!(r.code, 0, "fresh, and the rule outlives the schedule");
+    assert!(
+        r.stderr.contains("its rule \"expire-old-backups\" deletes objects under \"\" after 14 days: if backups stop for 14 days, every copy there is gone"),
+        "{}",
+        r.stderr
+    );
+    // A rule shorter than the time between backups loses copies for sure: status fails.
+    fs::write(s.dest.join(".rule-days"), "1").unwrap();
+    let r = status_on(&s, 4, &[]);
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("before the next backup is even due"),
+        "{}",
+        r.stderr
+    );
 }

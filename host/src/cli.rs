@@ -337,18 +337,22 @@ async fn status(path: &Path, json: bool, notify: bool, prometheus: Option<&Path>
         Err(code) => return code,
     };
     let now = backups::schedule::now();
-    let results = backups::status::check(&plan, &runtime, now).await;
-    let all_fresh = results.iter().all(|f| f.ok());
+    let checked = backups::status::check(&plan, &runtime, now).await;
+    let results = &checked.freshness;
+    let all_fresh = checked.ok();
     if json {
-        match serde_json::to_string_pretty(&results) {
+        match serde_json::to_string_pretty(&checked) {
             Ok(text) => println!("{}", plan.redactor.redact(&text)),
             Err(e) => return fail(e),
         }
     } else {
-        print!("{}", backups::status::table(&results));
+        print!("{}", backups::status::table(results));
+    }
+    for w in &checked.warnings {
+        tracing::warn!("{w}");
     }
     if let Some(file) = prometheus {
-        let text = backups::status::prometheus(&plan, &results);
+        let text = backups::status::prometheus(&plan, results);
         let tmp = file.with_extension("prom.tmp");
         // Written aside and renamed, so a scraper never reads half a file.
         if let Err(e) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, file)) {
@@ -375,7 +379,7 @@ async fn status(path: &Path, json: bool, notify: bool, prometheus: Option<&Path>
         );
     }
     if notify && !all_fresh {
-        let report = backups::status::stale_report(&plan, &results, now);
+        let report = backups::status::stale_report(&plan, results, now);
         for (label, sent) in backups::status::alert(&plan, &runtime, &report).await {
             match sent {
                 Ok(()) => tracing::info!("{label}: alerted"),

@@ -61,10 +61,71 @@ impl Freshness {
     }
 }
 
-/// Lists every destination once and judges every source there, as of `now`.
-pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> Vec<Freshness> {
+/// What `status` found: freshness per pair, and warnings about the destinations' own
+/// deletion rules.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub freshness: Vec<Freshness>,
+    pub warnings: Vec<String>,
+    /// A destination rule deletes copies before the next backup is even due.
+    pub rule_loses_copies: bool,
+}
+
+impl StatusReport {
+    pub fn ok(&self) -> bool {
+        self.freshness.iter().all(Freshness::ok) && !self.rule_loses_copies
+    }
+}
+
+/// Warnings for a destination's own age-based deletion rules that reach our objects.
+fn audit_rules(
+    plan: &JobPlan,
+    dest_id: &str,
+    rules: &[crate::runtime::bindings::destination::exports::backups::plugin::storage::DeletionRule],
+    report: &mut StatusReport,
+) {
+    let ours = format!("{}/", plan.job.hostname);
+    let shortest_due = plan
+        .sources
+        .iter()
+        .map(|s| plan.job.max_age_for(&s.entry).0)
+        .max()
+        .unwrap_or(crate::schedule::DEFAULT_MAX_AGE);
+    for rule in rules {
+        if !(ours.starts_with(&rule.prefix) || rule.prefix.starts_with(&ours)) {
+            continue;
+        }
+        let lifetime = Duration::from_secs(u64::from(rule.expire_after_days) * 86_400);
+        if lifetime <= shortest_due {
+            report.rule_loses_copies = true;
+            report.warnings.push(format!(
+                "{dest_id}: its rule {:?} deletes objects under {:?} after {} days, before the next backup is \
+                 even due ({} allowed): copies will be lost. Remove the rule or make it much longer.",
+                rule.id,
+                rule.prefix,
+                rule.expire_after_days,
+                human_duration(shortest_due)
+            ));
+        } else {
+            report.warnings.push(format!(
+                "{dest_id}: its rule {:?} deletes objects under {:?} after {} days: if backups stop for {} days, \
+                 every copy there is gone, whatever this tool's retention keeps. Remove the rule (retention here \
+                 never deletes the last copies) or make it longer than backups could stop unnoticed.",
+                rule.id, rule.prefix, rule.expire_after_days, rule.expire_after_days
+            ));
+        }
+    }
+}
+
+/// Lists every destination once and judges every source there, as of `now`; audits each
+/// destination's own deletion rules.
+pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusReport {
     let job = &plan.job;
-    let mut out = Vec::new();
+    let mut report = StatusReport {
+        freshness: Vec::new(),
+        warnings: Vec::new(),
+        rule_loses_copies: false,
+    };
     for dest in &plan.destinations {
         let ctx = Context {
             job: job.name.clone(),
@@ -73,12 +134,23 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> Vec<Fre
             started_at: now.as_second().max(0) as u64,
             entry_id: dest.entry.id.clone(),
         };
+        let mut rules = Vec::new();
         let listing =
             match job::open(runtime, dest, &ctx, &std::env::temp_dir(), &plan.redactor).await {
-                Ok(mut instance) => instance
-                    .list(&format!("{}/", job.hostname))
-                    .await
-                    .map_err(|e| plan.redactor.redact(&e.to_string())),
+                Ok(mut instance) => {
+                    let listing = instance
+                        .list(&format!("{}/", job.hostname))
+                        .await
+                        .map_err(|e| plan.redactor.redact(&e.to_string()));
+                    match instance.deletion_rules().await {
+                        Ok(r) => rules = r,
+                        Err(e) => tracing::warn!(
+                            "{}: cannot read its deletion rules: {e}",
+                            dest.entry.label()
+                        ),
+                    }
+                    listing
+                }
                 Err(e) => Err(e),
             };
         for source in &plan.sources {
@@ -113,10 +185,11 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> Vec<Fre
                     }
                 }
             }
-            out.push(f);
+            report.freshness.push(f);
         }
+        audit_rules(plan, &dest.entry.id, &rules, &mut report);
     }
-    out
+    report
 }
 
 /// The table printed by `backups status`.

@@ -67,6 +67,8 @@ pub use streams::ArtifactWriter;
 pub use plugin::Destination;
 #[cfg(feature = "destination")]
 pub use streams::{ObjectReader, ObjectWriter};
+#[cfg(feature = "destination")]
+pub use world::exports::backups::plugin::storage::DeletionRule;
 
 #[cfg(feature = "notifier")]
 pub use plugin::Notifier;

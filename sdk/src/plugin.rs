@@ -141,6 +141,11 @@ pub trait Destination: Plugin {
     fn list(&mut self, prefix: &str) -> Result<Vec<wit::ObjectInfo>>;
     /// Remove one object; a missing one is `Ok`.
     fn delete(&mut self, key: &str) -> Result<()>;
+    /// The backend's own age-based deletion rules (S3 lifecycle expiration…), for the
+    /// host's audit. Most backends have none.
+    fn deletion_rules(&mut self) -> Result<Vec<crate::DeletionRule>> {
+        Ok(Vec::new())
+    }
 }
 
 /// A notifier tells someone how a run went.
@@ -265,6 +270,9 @@ macro_rules! export_destination {
                 }
                 fn delete(key: String) -> R<()> {
                     runtime::with::<$plugin, _>(|p| $crate::Destination::delete(p, &key))
+                }
+                fn deletion_rules() -> R<Vec<storage::DeletionRule>> {
+                    runtime::with::<$plugin, _>(|p| $crate::Destination::deletion_rules(p))
                 }
             }
         };

@@ -616,6 +616,25 @@ impl Instance {
         .await
     }
 
+    pub async fn deletion_rules(
+        &mut self,
+    ) -> Result<
+        Vec<bindings::destination::exports::backups::plugin::storage::DeletionRule>,
+        CallError,
+    > {
+        self.destination()?;
+        let limit = self.call_limit;
+        self.guarded("deletion-rules", limit, async |s| {
+            let Bindings::Destination(b) = &s.bindings else {
+                unreachable!()
+            };
+            b.backups_plugin_storage()
+                .call_deletion_rules(&mut s.store)
+                .await
+        })
+        .await
+    }
+
     pub async fn delete(&mut self, key: &str) -> Result<(), CallError> {
         self.destination()?;
         let limit = self.call_limit;

@@ -1,9 +1,10 @@
-//! A directory destination whose `list` fails while the file `{path}/.fail-list` exists:
-//! for proving that a failed listing means no deletes.
+//! A directory destination whose `list` fails while the file `{path}/.fail-list` exists
+//! (a failed listing must mean no deletes), and which reports a bucket-style expiry rule
+//! while `{path}/.rule-days` exists (for the audit of a backend's own deletion rules).
 
 use backups_sdk::{
-    About, Context, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin, PluginError,
-    Result,
+    About, Context, DeletionRule, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
+    PluginError, Result,
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,18 @@ impl Destination for Flaky {
         out.retain(|o| o.key.starts_with(prefix));
         Ok(out)
     }
+    /// `{path}/.rule-days` holding N stands in for a bucket rule expiring objects after N days.
+    fn deletion_rules(&mut self) -> Result<Vec<DeletionRule>> {
+        match std::fs::read_to_string(self.root.join(".rule-days")) {
+            Ok(days) => Ok(vec![DeletionRule {
+                id: "expire-old-backups".into(),
+                prefix: String::new(),
+                expire_after_days: days.trim().parse().unwrap_or(14),
+            }]),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
     fn delete(&mut self, key: &str) -> Result<()> {
         match std::fs::remove_file(self.root.join(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
