@@ -78,7 +78,7 @@ fn passphrase_artifact_decrypts_with_gpg_and_restores_the_tree_exactly() {
     assert_eq!(snapshot(&src), snapshot(&restored_copy(&restore, &src)));
 
     // Temporary artifacts are gone.
-    assert_eq!(files_under(&work.path().join("tmp")), Vec::<String>::new());
+    assert_eq!(leftovers(&work.path().join("tmp")), Vec::<String>::new());
 }
 
 #[test]

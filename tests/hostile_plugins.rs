@@ -224,7 +224,7 @@ fn a_dump_that_fails_half_way_is_never_uploaded() {
             .contains("dump failed half way on purpose")
     );
     assert_eq!(
-        files_under(&work.path().join("tmp")),
+        leftovers(&work.path().join("tmp")),
         Vec::<String>::new(),
         "temp artifact removed"
     );

@@ -70,7 +70,7 @@ fn a_granted_commands_stdout_is_spliced_after_what_the_plugin_wrote() {
         "user=backup\npassword=hunter22\n"
     );
     assert_eq!(
-        files_under(&work.path().join("tmp")),
+        leftovers(&work.path().join("tmp")),
         Vec::<String>::new(),
         "private file removed"
     );

@@ -280,3 +280,12 @@ pub fn example_notifier() -> PathBuf {
     assert!(status.success(), "the example plugin must keep compiling");
     target.join("wasm32-wasip2/release/jsonl_notifier.wasm")
 }
+
+/// What a run left in its tmpdir besides its lock file (which stays, by design: removing
+/// a flock'd file races with the next run). Must be nothing: no artifact, no credential.
+pub fn leftovers(tmpdir: &Path) -> Vec<String> {
+    files_under(tmpdir)
+        .into_iter()
+        .filter(|f| !f.starts_with(".lock-"))
+        .collect()
+}
