@@ -49,6 +49,7 @@ mod plugin;
 #[cfg(any(feature = "source", feature = "destination"))]
 mod streams;
 
+pub mod config;
 pub mod log;
 pub mod metadata;
 pub mod process;

@@ -24,9 +24,10 @@
 //! Grants derived from these keys: `run: ["ssh"]`. To use an ssh agent instead of
 //! `identity_file`, also grant `env: ["SSH_AUTH_SOCK"]`.
 
+use backups_sdk::config::{OneOrMany, absolute_path};
 use backups_sdk::ssh::{SSH_KEYS, SshTarget};
 use backups_sdk::{
-    About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, PluginError, Result, Source, process,
+    About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, Result, Source, process,
 };
 use serde::Deserialize;
 
@@ -36,16 +37,7 @@ pub struct Config {
     ssh: SshTarget,
     path: String,
     #[serde(default)]
-    excludes: Excludes,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum Excludes {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
+    excludes: OneOrMany<String>,
 }
 
 pub struct FolderSsh {
@@ -74,17 +66,8 @@ impl Plugin for FolderSsh {
     }
 
     fn configure(_ctx: Context, config: Config) -> Result<Self> {
-        if !config.path.starts_with('/') {
-            return Err(PluginError::invalid_config(format!(
-                "path: {:?} must be absolute",
-                config.path
-            )));
-        }
-        let excludes = match &config.excludes {
-            Excludes::None => Vec::new(),
-            Excludes::One(p) => vec![p.clone()],
-            Excludes::Many(ps) => ps.clone(),
-        };
+        absolute_path("path", &config.path)?;
+        let excludes = config.excludes.to_vec();
         Ok(FolderSsh { config, excludes })
     }
 }

@@ -16,6 +16,7 @@
 //! and mtimes are kept; symlinks are stored as links and never followed; hard links are
 //! stored as separate files; sockets are skipped with a warning (as GNU tar does).
 
+use backups_sdk::config::{OneOrMany, absolute_path};
 use backups_sdk::metadata::{self, EntryKind};
 use backups_sdk::{
     About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, PluginError, Result, Source,
@@ -33,20 +34,11 @@ const LIST_AT_MOST: usize = 20;
 #[derive(Deserialize)]
 pub struct Config {
     path: String,
+    /// The legacy tool took a list; a single string is accepted too.
     #[serde(default)]
-    excludes: Excludes,
+    excludes: OneOrMany<String>,
     #[serde(default)]
     on_unreadable: OnUnreadable,
-}
-
-/// The legacy tool took a list; a single string is accepted too.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum Excludes {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Default, PartialEq)]
@@ -83,20 +75,9 @@ impl Plugin for Folder {
     }
 
     fn configure(_ctx: Context, config: Config) -> Result<Self> {
-        if !config.path.starts_with('/') {
-            return Err(PluginError::invalid_config(format!(
-                "path: {:?} must be absolute",
-                config.path
-            )));
-        }
-        let patterns = match config.excludes {
-            Excludes::None => Vec::new(),
-            Excludes::One(p) => vec![p],
-            Excludes::Many(ps) => ps,
-        };
         Ok(Folder {
-            root: PathBuf::from(&config.path),
-            excludes: compile_excludes(&patterns)?,
+            root: absolute_path("path", &config.path)?,
+            excludes: compile_excludes(&config.excludes.to_vec())?,
             on_unreadable: config.on_unreadable,
         })
     }

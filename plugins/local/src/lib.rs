@@ -15,6 +15,7 @@
 //! a directory removes the emptied directories too. Retention (`retention_copies`,
 //! `retention_days`) is decided by the host, not here.
 
+use backups_sdk::config::absolute_path;
 use backups_sdk::{
     About, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
     PluginError, Result,
@@ -57,13 +58,7 @@ impl Plugin for Local {
     }
 
     fn configure(_ctx: Context, config: Config) -> Result<Self> {
-        if !config.path.starts_with('/') {
-            return Err(PluginError::invalid_config(format!(
-                "path: {:?} must be absolute",
-                config.path
-            )));
-        }
-        let root = PathBuf::from(&config.path);
+        let root = absolute_path("path", &config.path)?;
         match fs::metadata(&root) {
             Ok(m) if m.is_dir() => Ok(Local { root }),
             Ok(_) => Err(PluginError::invalid_config(format!(

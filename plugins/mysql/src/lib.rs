@@ -27,190 +27,53 @@
 //! Grants derived from these keys: `run: ["mysqldump"]`. The command runs as the backups
 //! user, outside the sandbox: grant it knowingly.
 
+use backups_mysqldump::{Dump, KEYS, MysqlKeys};
 use backups_sdk::process::{self, Command};
-use backups_sdk::{
-    About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, PluginError, Result, Source,
-};
-use serde::Deserialize;
-
-const DUMP: &str = "mysqldump";
-
-#[derive(Deserialize)]
-pub struct Config {
-    #[serde(default = "localhost")]
-    dbhost: String,
-    dbport: Option<u16>,
-    #[serde(default)]
-    dbname: Names,
-    dbuser: Option<String>,
-    dbpass: Option<String>,
-    defaults: Option<String>,
-    #[serde(default)]
-    options: String,
-    #[serde(default, deserialize_with = "flag")]
-    noevents: bool,
-    #[serde(default = "yes", deserialize_with = "flag")]
-    single_transaction: bool,
-}
-
-fn localhost() -> String {
-    "localhost".into()
-}
-fn yes() -> bool {
-    true
-}
-
-/// One name, several in a list, or several separated by spaces.
-#[derive(Deserialize, Default)]
-#[serde(untagged)]
-enum Names {
-    #[default]
-    None,
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Names {
-    fn list(&self) -> Vec<String> {
-        match self {
-            Names::None => Vec::new(),
-            Names::One(s) => s.split_whitespace().map(str::to_string).collect(),
-            Names::Many(v) => v.clone(),
-        }
-    }
-}
-
-/// Legacy flags: 1/0, true/false, "1"/"0".
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    match serde_json::Value::deserialize(d)? {
-        serde_json::Value::Bool(b) => Ok(b),
-        serde_json::Value::Number(n) => Ok(n.as_u64() != Some(0)),
-        serde_json::Value::String(s) => Ok(!matches!(s.as_str(), "" | "0" | "false" | "no")),
-        _ => Ok(false),
-    }
-}
+use backups_sdk::{About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, Result, Source};
 
 pub struct MySql {
-    config: Config,
-    databases: Vec<String>,
-    extra: Vec<String>,
+    dump: Dump,
 }
 
 impl Plugin for MySql {
-    type Config = Config;
+    type Config = MysqlKeys;
 
     fn about() -> About {
         About::new("mysql", "MySQL/MariaDB databases, dumped with mysqldump")
             .version(env!("CARGO_PKG_VERSION"))
-            .keys(&[
-                "dbhost",
-                "dbport",
-                "dbname",
-                "dbuser",
-                "dbpass",
-                "defaults",
-                "options",
-                "noevents",
-                "single_transaction",
-            ])
+            .keys(KEYS)
             .secrets(&["dbpass"])
     }
 
-    fn requested_grants(_config: &Config) -> Result<Grants> {
+    fn requested_grants(_config: &MysqlKeys) -> Result<Grants> {
         Ok(Grants {
-            run: vec![DUMP.into()],
+            run: vec!["mysqldump".into()],
             ..Grants::default()
         })
     }
 
-    fn configure(_ctx: Context, config: Config) -> Result<Self> {
-        let extra: Vec<String> = config
-            .options
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let all = extra.iter().any(|o| o == "--all-databases" || o == "-A");
-        let databases = if all {
-            Vec::new()
-        } else {
-            config.dbname.list()
-        };
-        if databases.is_empty() && !all {
-            return Err(PluginError::invalid_config(
-                "dbname: missing (or pass --all-databases in options)",
-            ));
-        }
-        if let Some(bad) = extra
-            .iter()
-            .find(|o| o.starts_with("--defaults") || o.starts_with("--password") || *o == "-p")
-        {
-            return Err(PluginError::invalid_config(format!(
-                "options: {bad} is not allowed here: use dbpass or defaults, which stay off the command line"
-            )));
-        }
-        if config.defaults.is_none() && config.dbuser.is_none() {
-            return Err(PluginError::invalid_config(
-                "dbuser: missing (or give a defaults file)",
-            ));
-        }
+    fn configure(_ctx: Context, config: MysqlKeys) -> Result<Self> {
         Ok(MySql {
-            config,
-            databases,
-            extra,
+            dump: config.check()?,
         })
-    }
-}
-
-/// A value in a MySQL option file: quoted, with backslashes and quotes escaped.
-fn option_value(v: &str) -> String {
-    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-impl MySql {
-    fn defaults_file(&self) -> Result<String> {
-        if let Some(path) = &self.config.defaults {
-            return Ok(path.clone());
-        }
-        let c = &self.config;
-        let mut text = String::from("[client]\n");
-        text += &format!("host={}\n", option_value(&c.dbhost));
-        if let Some(port) = c.dbport {
-            text += &format!("port={port}\n");
-        }
-        if let Some(user) = &c.dbuser {
-            text += &format!("user={}\n", option_value(user));
-        }
-        if let Some(pass) = &c.dbpass {
-            text += &format!("password={}\n", option_value(pass));
-        }
-        process::private_file("mysql-client.cnf", &text)
     }
 }
 
 impl Source for MySql {
     fn dump(&mut self, _out: &mut ArtifactWriter) -> Result<DumpInfo> {
-        // --defaults-file must come first, or mysqldump ignores it.
-        let mut cmd = Command::new(DUMP).arg(format!("--defaults-file={}", self.defaults_file()?));
-        if self.config.single_transaction {
-            cmd = cmd.arg("--single-transaction");
-        }
-        if !self.config.noevents {
-            cmd = cmd.arg("--events");
-        }
-        cmd = cmd
-            .args(["--routines", "--triggers", "--hex-blob"])
-            .args(self.extra.clone());
-        cmd = match self.databases.as_slice() {
-            [] => cmd,
-            [one] => cmd.arg("--").arg(one),
-            many => cmd.arg("--databases").arg("--").args(many.to_vec()),
+        // The credentials go into a private 0600 file the host removes afterwards.
+        let file = match self.dump.option_file() {
+            Some(text) => process::private_file("mysql-client.cnf", &text)?,
+            None => String::new(),
         };
+        let line = self.dump.command_line(&file);
         backups_sdk::info!(
             "dumping {} from {}",
-            self.databases.join(", "),
-            self.config.dbhost
+            self.dump.databases.join(", "),
+            self.dump.keys.dbhost
         );
-        process::stream_stdout(&cmd).map_err(|e| e.context("mysqldump"))?;
+        process::stream_stdout(&Command::new(&line[0]).args(line[1..].to_vec()))
+            .map_err(|e| e.context("mysqldump"))?;
         Ok(DumpInfo::new("sql"))
     }
 }
