@@ -33,6 +33,9 @@ impl WasiHttpHooks for GrantedHttp {
             _ => 443,
         });
         if !self.policy.grants.allows_net(&host, port) {
+            self.policy
+                .net_denials
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!(
                 plugin = %self.policy.label,
                 capability = "net",

@@ -139,6 +139,7 @@ impl Runtime {
     }
 
     pub fn load_embedded(&self, name: &str) -> Result<LoadedPlugin> {
+        let name = embedded::plugin_for(name);
         let Some((_, bytes)) = embedded::PLUGINS.iter().find(|(n, _)| *n == name) else {
             bail!(
                 "no embedded plugin `{name}` (embedded: {})",
@@ -234,10 +235,19 @@ impl Runtime {
         wasi.allow_ip_name_lookup(net);
         let check_grants = Arc::new(grants.clone());
         let check_label: Arc<str> = setup.label.as_str().into();
+        let net_denials = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let check_denials = net_denials.clone();
         wasi.socket_addr_check(move |addr, _use| {
             let grants = check_grants.clone();
             let label = check_label.clone();
-            Box::pin(async move { socket_allowed(&grants, &label, addr).await })
+            let denials = check_denials.clone();
+            Box::pin(async move {
+                let allowed = socket_allowed(&grants, &label, addr).await;
+                if !allowed {
+                    denials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                allowed
+            })
         });
 
         let policy = Arc::new(Policy {
@@ -246,6 +256,7 @@ impl Runtime {
             redactor: setup.redactor.clone(),
             tmpdir: setup.tmpdir.clone(),
             log_budget: setup.limits.log_bytes,
+            net_denials,
         });
         let limits = StoreLimitsBuilder::new()
             .memory_size(setup.limits.memory_bytes.try_into().unwrap_or(usize::MAX))
@@ -418,9 +429,19 @@ impl Instance {
             return Err(CallError::Poisoned);
         }
         tracing::debug!(plugin = %self.label, "call {what}");
+        let denials = self.store.data().policy.net_denials.clone();
+        let denied_before = denials.load(std::sync::atomic::Ordering::Relaxed);
         let outcome = tokio::time::timeout(limit, call(self)).await;
+        let denied = denials.load(std::sync::atomic::Ordering::Relaxed) > denied_before;
         match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) if denied => Err(CallError::Plugin(PluginError {
+                kind: bindings::ErrorKind::Denied,
+                message: format!(
+                    "{} — the host refused a network request this call made (no net grant; see the log)",
+                    e.message
+                ),
+            })),
             Ok(Ok(Err(e))) => Err(CallError::Plugin(PluginError {
                 kind: e.kind,
                 message: e.message,

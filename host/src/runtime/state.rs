@@ -6,6 +6,7 @@ use crate::grants::Grants;
 use crate::redact::Redactor;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -21,6 +22,9 @@ pub struct Policy {
     pub tmpdir: PathBuf,
     /// Log bytes the instance may still emit.
     pub log_budget: u64,
+    /// Network requests the host refused, so far: a failed call that caused one is a
+    /// denial, whatever the plugin's HTTP library made of the refusal.
+    pub net_denials: Arc<AtomicU64>,
 }
 
 pub struct PluginState {
