@@ -18,7 +18,8 @@ const SECRET: &str = "backups-test-secret-0123456789";
 struct S3Server {
     child: Child,
     port: u16,
-    root: tempfile::TempDir,
+    /// Where s3s-fs keeps the buckets; removed when the server is dropped.
+    _root: tempfile::TempDir,
 }
 
 impl Drop for S3Server {
@@ -48,7 +49,11 @@ impl S3Server {
             .stderr(Stdio::null())
             .spawn()
             .expect("s3s-fs must be installed (.ci/run: cargo install s3s-fs --features binary)");
-        let mut server = S3Server { child, port, root };
+        let mut server = S3Server {
+            child,
+            port,
+            _root: root,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             if let Ok(Some(status)) = server.child.try_wait() {
