@@ -310,3 +310,116 @@ fn a_wrong_secret_an_ungranted_host_and_a_dead_server_fail_only_their_destinatio
             .is_empty()
     );
 }
+
+/// moto's S3 server, which implements bucket lifecycle configuration (s3s-fs does not).
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server must be installed (.ci/run: pip install 'moto[server]')");
+        let mut moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!("moto_server exited at start: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on 127.0.0.1:{port}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = &mut moto;
+        moto
+    }
+
+    /// Runs `body` (Python, with `s3` a boto3 client) against the server.
+    fn boto3(&self, body: &str) {
+        let script = format!(
+            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name='us-east-1')\n{body}\n",
+            self.port
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn expire_after(&self, days: u32) {
+        self.boto3(&format!(
+            "s3.put_bucket_lifecycle_configuration(Bucket='backups-b', LifecycleConfiguration={{'Rules': [\
+             {{'ID': 'expire-all', 'Status': 'Enabled', 'Filter': {{'Prefix': ''}}, 'Expiration': {{'Days': {days}}}}}]}})"
+        ));
+    }
+}
+
+#[test]
+fn status_reads_and_audits_the_buckets_own_lifecycle_rules() {
+    let moto = Moto::start();
+    moto.boto3("s3.create_bucket(Bucket='backups-b')");
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"small").unwrap();
+    let dest = json!({"id": "aws", "type": "s3", "bucket": "backups-b", "region": "us-east-1",
+                      "endpoint_url": format!("http://127.0.0.1:{}", moto.port),
+                      "credentials": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}});
+    let job = write_job(
+        work.path(),
+        &json!({"hostname": "h", "tmpdir": work.path().join("tmp"), "schedule": "0 2 * * *",
+                "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+                "destinations": [dest]}),
+    );
+    assert_eq!(run(backups().arg("run").arg(&job)).code, 0);
+    assert_eq!(
+        run(backups().arg("status").arg(&job)).code,
+        0,
+        "no rule, fresh copy"
+    );
+
+    // The incident's bucket rule: everything older than 14 days goes.
+    moto.expire_after(14);
+    let r = run(backups().arg("status").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stderr.contains("its rule \"expire-all\" deletes objects under \"\" after 14 days: if backups stop for 14 days"),
+        "{}",
+        r.stderr
+    );
+    // A rule shorter than the interval between backups: copies are lost for sure.
+    moto.expire_after(1);
+    let r = run(backups().arg("status").arg(&job));
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("before the next backup is even due"),
+        "{}",
+        r.stderr
+    );
+}
