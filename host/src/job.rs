@@ -41,6 +41,22 @@ pub struct Planned {
     pub config_json: String,
 }
 
+impl Planned {
+    /// Whether this notifier sends after a successful / failed run: the entry's
+    /// `notify_on_*`, else the plugin's own default (legacy types keep the legacy tool's).
+    pub fn notifies(&self, success: bool) -> bool {
+        if success {
+            self.entry
+                .notify_on_success
+                .unwrap_or(self.about.notify_on_success)
+        } else {
+            self.entry
+                .notify_on_failure
+                .unwrap_or(self.about.notify_on_failure)
+        }
+    }
+}
+
 pub struct JobPlan {
     pub job: Job,
     pub sources: Vec<Planned>,
@@ -216,9 +232,19 @@ impl JobPlan {
                     }
                     Role::Notifier => {
                         out += &format!(
-                            "    notify on success: {}, on failure: {}\n",
-                            yes_no(e.notify_on_success),
-                            yes_no(e.notify_on_failure)
+                            "    notify on success: {}{}, on failure: {}{}\n",
+                            yes_no(p.notifies(true)),
+                            if e.notify_on_success.is_none() {
+                                " (the plugin's default)"
+                            } else {
+                                ""
+                            },
+                            yes_no(p.notifies(false)),
+                            if e.notify_on_failure.is_none() {
+                                " (the plugin's default)"
+                            } else {
+                                ""
+                            },
                         );
                     }
                 }
@@ -652,11 +678,7 @@ async fn notify(
     let wit_report = report.to_wit();
     for planned in &plan.notifications {
         let entry = &planned.entry;
-        let wanted = if success {
-            entry.notify_on_success
-        } else {
-            entry.notify_on_failure
-        };
+        let wanted = planned.notifies(success);
         if !wanted {
             report.notifications.push(NotifierResult {
                 id: entry.id.clone(),

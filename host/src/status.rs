@@ -331,7 +331,7 @@ pub async fn alert(
 ) -> Vec<(String, Result<(), String>)> {
     let mut out = Vec::new();
     for planned in &plan.notifications {
-        if !planned.entry.notify_on_failure {
+        if !planned.notifies(false) {
             continue;
         }
         let ctx = Context {

@@ -14,6 +14,7 @@ pub struct About {
     version: String,
     keys: Vec<String>,
     secrets: Vec<String>,
+    notify: (bool, bool),
 }
 
 impl About {
@@ -25,6 +26,7 @@ impl About {
             version: "0.0.0".into(),
             keys: Vec::new(),
             secrets: Vec::new(),
+            notify: (true, true),
         }
     }
     /// The plugin's version, usually `env!("CARGO_PKG_VERSION")`.
@@ -36,6 +38,12 @@ impl About {
     /// about any other key in the entry.
     pub fn keys(mut self, keys: &[&str]) -> Self {
         self.keys.extend(keys.iter().map(|k| k.to_string()));
+        self
+    }
+    /// Notifiers: send after a successful / failed run unless the entry says otherwise
+    /// (`notify_on_success` / `notify_on_failure`). Default: both.
+    pub fn notify_by_default(mut self, on_success: bool, on_failure: bool) -> Self {
+        self.notify = (on_success, on_failure);
         self
     }
     /// Config keys holding secrets (dotted for nested keys, e.g. `credentials.password`):
@@ -54,6 +62,8 @@ impl From<About> for wit::About {
             summary: a.summary,
             config_keys: a.keys,
             secret_keys: a.secrets,
+            notify_on_success: a.notify.0,
+            notify_on_failure: a.notify.1,
         }
     }
 }

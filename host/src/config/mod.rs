@@ -164,9 +164,9 @@ pub struct Entry {
     pub keep_monthly: Option<u32>,
     /// Sources: how old the newest copy may get before `status` calls it stale.
     pub max_age: Option<Duration>,
-    /// Notifiers: when to send.
-    pub notify_on_success: bool,
-    pub notify_on_failure: bool,
+    /// Notifiers: when to send, if the entry says; otherwise the plugin's own default.
+    pub notify_on_success: Option<bool>,
+    pub notify_on_failure: Option<bool>,
     /// The keys the plugin gets: `id`, `name`, `type` and its own keys. Host keys
     /// (passphrase, grants, retention...) are never passed to a plugin.
     pub plugin_config: Map<String, Value>,
@@ -577,13 +577,11 @@ impl EntryContext<'_> {
         let notify_on_success = map
             .get("notify_on_success")
             .map(|v| flag(v, &self.at("notify_on_success")))
-            .transpose()?
-            .unwrap_or(true);
+            .transpose()?;
         let notify_on_failure = map
             .get("notify_on_failure")
             .map(|v| flag(v, &self.at("notify_on_failure")))
-            .transpose()?
-            .unwrap_or(true);
+            .transpose()?;
 
         if let Some(Value::String(p)) = map.get("passphrase") {
             secrets.push(p.clone());

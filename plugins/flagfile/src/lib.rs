@@ -56,6 +56,8 @@ impl Plugin for FlagFile {
         About::new("flagfile", "touch a file after each successful run")
             .version(env!("CARGO_PKG_VERSION"))
             .keys(&["flagfile", "filename"])
+            // As the legacy tool: a flag file marks success and nothing else.
+            .notify_by_default(true, false)
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {
