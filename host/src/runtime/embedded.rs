@@ -5,7 +5,12 @@
 include!(concat!(env!("OUT_DIR"), "/embedded_plugins.rs"));
 
 /// Legacy types served by a plugin of another name: (type, plugin).
-pub static ALIASES: &[(&str, &str)] = &[("minio", "s3")];
+pub static ALIASES: &[(&str, &str)] = &[
+    ("minio", "s3"),
+    ("slack", "webhook"),
+    ("discord", "webhook"),
+    ("hipchat", "webhook"),
+];
 
 /// The embedded plugin serving a job-file `type`.
 pub fn plugin_for(kind: &str) -> &str {

@@ -1,0 +1,374 @@
+//! HTTP notifiers against a recording HTTP server (webhook, Slack, Discord, HipChat and
+//! ping have no emulator: the requests are checked against the services' documented
+//! payloads) and prometheus against a real pushgateway (Debian's prometheus-pushgateway).
+//! Notifier failures never turn a good backup into a failed one.
+
+mod support;
+
+use serde_json::json;
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use support::*;
+
+/// Records every request as a JSON line; `/status/500…` answers 500, `/slow…` never answers
+/// in time.
+const RECORDER: &str = r#"
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+log = open(sys.argv[2], "a")
+class H(BaseHTTPRequestHandler):
+    def handle_any(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n).decode("utf-8", "replace")
+        log.write(json.dumps({"method": self.command, "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}) + "\n")
+        log.flush()
+        if "/slow" in self.path:
+            time.sleep(60)
+        code = 500 if "/status/500" in self.path else 200
+        self.send_response(code)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    do_POST = do_PUT = do_GET = handle_any
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(child: &mut Child, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn recorder(log: &Path) -> Server {
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", RECORDER, &port.to_string()])
+        .arg(log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port, "the recording server");
+    Server { child, port }
+}
+
+fn pushgateway() -> Server {
+    let port = free_port();
+    let mut child = Command::new("prometheus-pushgateway")
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-pushgateway must be installed (.ci/run installs it)");
+    wait_listening(&mut child, port, "prometheus-pushgateway");
+    Server { child, port }
+}
+
+fn recorded(log: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn request<'a>(log: &'a [serde_json::Value], path: &str) -> &'a serde_json::Value {
+    log.iter()
+        .find(|r| r["path"] == path)
+        .unwrap_or_else(|| panic!("no request to {path}: {log:#?}"))
+}
+
+fn body(r: &serde_json::Value) -> serde_json::Value {
+    serde_json::from_str(r["body"].as_str().unwrap()).unwrap()
+}
+
+fn metrics(port: u16) -> String {
+    let out = Command::new("python3")
+        .args(["-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn job(work: &Path, source_path: &Path, notifications: Vec<serde_json::Value>) -> PathBuf {
+    let dest = work.join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    write_job(
+        work,
+        &json!({"job": "nightly", "hostname": "db1", "tmpdir": work.join("tmp"),
+                "sources": [{"id": "etc", "type": "folder", "path": source_path, "passphrase": "pw-pw-pw"}],
+                "destinations": [{"id": "disk", "type": "local", "path": dest, "retention_copies": 2}],
+                "notifications": notifications}),
+    )
+}
+
+fn line_with<'a>(metrics: &'a str, name: &str, labels: &[&str]) -> &'a str {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && labels.iter().all(|x| l.contains(x)))
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{metrics}"))
+}
+
+#[test]
+fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("requests.jsonl");
+    let http = recorder(&log);
+    let pgw = pushgateway();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let base = format!("http://127.0.0.1:{}", http.port);
+    let on = |v: serde_json::Value| {
+        let mut v = v;
+        v["notify_on_success"] = json!(1);
+        v["notify_on_failure"] = json!(1);
+        v
+    };
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            on(
+                json!({"id": "hook", "type": "webhook", "url": format!("{base}/hook"), "headers": {"authorization": "Bearer t0ken-abc"}}),
+            ),
+            on(
+                json!({"id": "slack", "type": "slack", "url": format!("{base}/services/T0/B0/secretpart")}),
+            ),
+            on(
+                json!({"id": "discord", "type": "discord", "url": format!("{base}/api/webhooks/1/tok")}),
+            ),
+            on(
+                json!({"id": "hipchat", "type": "hipchat", "url": format!("{base}/v2/room/7/notification")}),
+            ),
+            json!({"id": "ping", "type": "ping", "url": format!("{base}/ping/uuid-1")}),
+            json!({"id": "prom", "type": "prometheus", "url": format!("http://127.0.0.1:{}/", pgw.port)}),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        !r.all().contains("secretpart") && !r.all().contains("t0ken-abc"),
+        "webhook secrets never printed"
+    );
+    let log = recorded(&log);
+
+    let hook = request(&log, "/hook");
+    assert_eq!(hook["method"], "POST");
+    assert_eq!(hook["headers"]["content-type"], "application/json");
+    assert_eq!(hook["headers"]["authorization"], "Bearer t0ken-abc");
+    let report = body(hook);
+    assert_eq!(report["kind"], "run");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["job"], "nightly");
+    assert_eq!(report["sources"][0]["id"], "etc");
+    assert_eq!(report["destinations"][0]["retained"], 1);
+
+    let slack = body(request(&log, "/services/T0/B0/secretpart"));
+    assert_eq!(slack["username"], "Backup Agent");
+    assert_eq!(slack["icon_emoji"], ":+1:");
+    assert!(
+        slack["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Backup of job nightly on db1 succeeded"),
+        "{slack}"
+    );
+
+    let discord = body(request(&log, "/api/webhooks/1/tok"));
+    assert!(discord["content"].as_str().unwrap().contains("succeeded"));
+
+    let hipchat = body(request(&log, "/v2/room/7/notification"));
+    assert_eq!(hipchat["color"], "green");
+    assert_eq!(hipchat["message_format"], "text");
+    assert_eq!(hipchat["notify"], true);
+
+    let ping = request(&log, "/ping/uuid-1");
+    assert_eq!(ping["method"], "POST");
+    assert!(
+        ping["body"]
+            .as_str()
+            .unwrap()
+            .contains("every source reached every destination")
+    );
+
+    let m = metrics(pgw.port);
+    let group = ["job=\"backups_nightly\"", "instance=\"db1\""];
+    assert!(line_with(&m, "backups_last_run_success", &group).ends_with(" 1"));
+    let first_success = line_with(&m, "backups_last_success_timestamp_seconds", &group).to_string();
+    assert!(
+        line_with(
+            &m,
+            "backups_retained_copies",
+            &["destination=\"disk\"", "source=\"etc\""]
+        )
+        .ends_with(" 1")
+    );
+    assert!(line_with(&m, "backups_source_success", &["source=\"etc\""]).ends_with(" 1"));
+
+    // A failed run (the source folder is gone): failure payloads, the ping's /fail, and
+    // the last success kept.
+    fs::remove_dir_all(&src).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 1);
+    let log = recorded(&work.path().join("requests.jsonl"));
+    assert!(
+        log.iter().any(|r| r["path"] == "/ping/uuid-1/fail"),
+        "failed runs ping /fail: {log:#?}"
+    );
+    let slack_fail = log
+        .iter()
+        .rev()
+        .find(|r| r["path"] == "/services/T0/B0/secretpart")
+        .map(body)
+        .unwrap();
+    assert_eq!(slack_fail["icon_emoji"], ":imp:");
+    assert!(
+        slack_fail["text"].as_str().unwrap().contains("FAILED (etc"),
+        "{slack_fail}"
+    );
+    let m = metrics(pgw.port);
+    assert!(line_with(&m, "backups_last_run_success", &group).ends_with(" 0"));
+    assert_eq!(
+        line_with(&m, "backups_last_success_timestamp_seconds", &group),
+        first_success,
+        "kept"
+    );
+    assert!(line_with(&m, "backups_source_success", &["source=\"etc\""]).ends_with(" 0"));
+}
+
+#[test]
+fn legacy_chat_notifiers_stay_silent_unless_asked() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("requests.jsonl");
+    let http = recorder(&log);
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            json!({"id": "slack", "type": "slack", "url": format!("http://127.0.0.1:{}/s", http.port)}),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        recorded(&log).is_empty(),
+        "as in the legacy tool: no notify_on_* keys, no message"
+    );
+    let r = run(backups().args(["run", "--dry-run"]).arg(&job));
+    assert!(
+        r.stdout
+            .contains("notify on success: no (the plugin's default)"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn failing_hanging_and_ungranted_notifiers_never_fail_the_backup() {
+    let work = tempfile::tempdir().unwrap();
+    let log = work.path().join("requests.jsonl");
+    let http = recorder(&log);
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let base = format!("http://127.0.0.1:{}", http.port);
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let hook = |id: &str, url: String, extra: serde_json::Value| {
+        let mut v = json!({"id": id, "type": "webhook", "url": url, "notify_on_success": 1});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            hook("down", format!("{dead}/x"), json!({})),
+            hook("error500", format!("{base}/status/500"), json!({})),
+            hook(
+                "slow",
+                format!("{base}/slow"),
+                json!({"limits": {"call_seconds": 2}}),
+            ),
+            hook(
+                "ungranted",
+                format!("{base}/never"),
+                json!({"grants": {"net": ["https://example.invalid"]}}),
+            ),
+            hook("fine", format!("{base}/fine"), json!({})),
+        ],
+    );
+    let started = Instant::now();
+    let r = run(backups().arg("run").arg(&job));
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "a hanging notifier is cut at its limit"
+    );
+    assert_eq!(r.code, 0, "notifier failures never fail a good backup");
+    for id in ["down", "error500", "slow", "ungranted"] {
+        assert!(
+            r.stderr.contains("notifications[")
+                && r.stderr.contains(&format!("\"{id}\": notification failed")),
+            "{id}: {}",
+            r.stderr
+        );
+    }
+    assert!(r.stderr.contains("answered 500"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("did not finish within 2s"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("denied: no net grant matches 127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+    let log = recorded(&log);
+    assert!(log.iter().any(|r| r["path"] == "/fine"));
+    assert!(
+        log.iter().all(|r| r["path"] != "/never"),
+        "the ungranted request never left"
+    );
+}
