@@ -372,3 +372,85 @@ fn failing_hanging_and_ungranted_notifiers_never_fail_the_backup() {
         "the ungranted request never left"
     );
 }
+
+/// osmem-server (PyPI): an in-memory server speaking the Elasticsearch/OpenSearch API.
+fn osmem() -> Server {
+    let dir = Command::new("python3")
+        .args([
+            "-c",
+            "import osmem_server, os; print(os.path.dirname(osmem_server.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        dir.status.success(),
+        "osmem-server must be installed (.ci/run: pip install osmem-server)"
+    );
+    let binary =
+        PathBuf::from(String::from_utf8(dir.stdout).unwrap().trim()).join("bin/osmem-server");
+    let port = free_port();
+    let mut child = Command::new(binary)
+        .args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port, "osmem-server");
+    Server { child, port }
+}
+
+fn http_json(method: &str, url: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; r = urllib.request.Request(sys.argv[2], method=sys.argv[1]); \
+             print(urllib.request.urlopen(r).read().decode())",
+            method,
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{method} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn elasticsearch_gets_one_searchable_document_per_run() {
+    let es = osmem();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let url = format!("http://127.0.0.1:{}", es.port);
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            json!({"id": "logging", "type": "elasticsearch", "url": url, "indexpattern": "backups-%Y"}),
+        ],
+    );
+    let now = "2026-11-22T02:00:00Z";
+    assert_eq!(
+        run(backups().env("BACKUPS_NOW", now).arg("run").arg(&job)).code,
+        0
+    );
+    http_json("POST", &format!("{url}/backups-2026/_refresh"));
+    let found = http_json("GET", &format!("{url}/backups-2026/_search?q=job:nightly"));
+    let hits = found["hits"]["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{found}");
+    let doc = &hits[0]["_source"];
+    assert_eq!(doc["hostname"], "db1");
+    assert_eq!(doc["success"], true);
+    assert_eq!(doc["sources"][0]["id"], "etc");
+    assert!(
+        doc["@timestamp"]
+            .as_str()
+            .unwrap()
+            .starts_with("2026-11-22T02:00:0"),
+        "{doc}"
+    );
+}
