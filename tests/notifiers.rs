@@ -454,3 +454,87 @@ fn elasticsearch_gets_one_searchable_document_per_run() {
         "{doc}"
     );
 }
+
+/// telegram-test-api (npm): a Telegram Bot API emulator. The script also writes the
+/// messages bots sent to a file, for the test to read.
+const TELEGRAM: &str = r#"
+const fs = require("fs");
+const TelegramServer = require("telegram-test-api");
+// With `node -e`, the arguments follow the executable directly.
+const [port, out] = process.argv.slice(1);
+const server = new TelegramServer({ port: Number(port), host: "127.0.0.1" });
+server.start().then(() => {
+  setInterval(() => fs.writeFileSync(out, JSON.stringify(server.storage.botMessages)), 100);
+});
+"#;
+
+fn telegram(messages: &Path) -> Server {
+    let modules = std::env::var("BACKUPS_NPM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/backups-npm")
+        })
+        .join("node_modules");
+    assert!(
+        modules.join("telegram-test-api").is_dir(),
+        "telegram-test-api must be installed in {} (.ci/run installs it)",
+        modules.display()
+    );
+    let port = free_port();
+    let mut child = Command::new("node")
+        .args(["-e", TELEGRAM, &port.to_string()])
+        .arg(messages)
+        .env("NODE_PATH", &modules)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    wait_listening(&mut child, port, "telegram-test-api");
+    Server { child, port }
+}
+
+#[test]
+fn telegram_messages_reach_the_bot_api() {
+    let work = tempfile::tempdir().unwrap();
+    let messages = work.path().join("telegram.json");
+    let api = telegram(&messages);
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let token = "295432120:AAtest-token";
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            json!({"type": "telegram", "api_token": token, "chat_id": "38123456",
+                    "api_url": format!("http://127.0.0.1:{}", api.port),
+                    "notify_on_success": 1, "notify_on_failure": 1}),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        !r.all().contains("AAtest-token"),
+        "the bot token is never printed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let sent = loop {
+        let sent: Vec<serde_json::Value> = fs::read_to_string(&messages)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        if !sent.is_empty() || Instant::now() > deadline {
+            break sent;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0]["botToken"], token);
+    assert_eq!(sent[0]["message"]["chat_id"], "38123456");
+    assert!(
+        sent[0]["message"]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("Backup of job nightly on db1 succeeded")
+    );
+}
