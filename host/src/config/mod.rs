@@ -117,6 +117,10 @@ pub enum Encryption {
     None,
 }
 
+/// A notifier's call limit unless its entry sets one: a notification server that hangs
+/// must not hold the end of a run for the hours a dump may take.
+pub const NOTIFIER_CALL_SECONDS: u64 = 300;
+
 /// Per-plugin limits. Defaults are safe for all first-party plugins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -531,9 +535,16 @@ impl EntryContext<'_> {
             .get("grants")
             .map(|v| GrantSpec::parse(v, &self.at("grants")))
             .transpose()?;
+        let inherited = match self.role {
+            Role::Notifier => Limits {
+                call_seconds: self.limits.call_seconds.min(NOTIFIER_CALL_SECONDS),
+                ..self.limits
+            },
+            _ => self.limits,
+        };
         let limits = match map.get("limits") {
-            Some(v) => parse_limits(v, self.limits, &self.at("limits"))?,
-            None => self.limits,
+            Some(v) => parse_limits(v, inherited, &self.at("limits"))?,
+            None => inherited,
         };
 
         let encryption = if self.role == Role::Source {

@@ -134,3 +134,22 @@ fn secret_values_follow_dotted_keys() {
     );
     assert_eq!(found, ["p4ss", "t0k3n"]);
 }
+
+#[test]
+fn notifiers_get_a_short_call_limit_unless_they_set_one() {
+    let mut v = minimal();
+    v["notifications"] = json!([
+        {"type": "flagfile", "flagfile": "/x/ok"},
+        {"type": "flagfile", "flagfile": "/y/ok", "limits": {"call_seconds": 900}}
+    ]);
+    let job = parse(v).unwrap();
+    assert_eq!(
+        job.notifications[0].limits.call_seconds,
+        NOTIFIER_CALL_SECONDS
+    );
+    assert_eq!(job.notifications[1].limits.call_seconds, 900);
+    assert_eq!(
+        job.sources[0].limits.call_seconds,
+        Limits::default().call_seconds
+    );
+}
