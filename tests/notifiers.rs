@@ -538,3 +538,109 @@ fn telegram_messages_reach_the_bot_api() {
             .starts_with("Backup of job nightly on db1 succeeded")
     );
 }
+
+/// aiosmtpd (PyPI) requiring AUTH; saves each message with its envelope.
+const SMTPD: &str = r#"
+import json, os, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, outdir = int(sys.argv[1]), sys.argv[2]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        n = len(os.listdir(outdir))
+        with open(os.path.join(outdir, f"{n}.json"), "w") as f:
+            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                       "content": envelope.content.decode("utf-8", "replace")}, f)
+        return "250 OK"
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"backups" and auth_data.password == b"relay-pass-123"
+    # handled=False: let aiosmtpd answer a failure with 535 (the default means "already answered").
+    return AuthResult(success=ok, handled=False)
+Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+           auth_required=True, auth_require_tls=False).start()
+while True:
+    time.sleep(3600)
+"#;
+
+fn smtpd(outdir: &Path) -> Server {
+    fs::create_dir_all(outdir).unwrap();
+    let port = free_port();
+    let mut child = Command::new("python3")
+        .args(["-c", SMTPD, &port.to_string()])
+        .arg(outdir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&mut child, port, "aiosmtpd (pip install aiosmtpd)");
+    Server { child, port }
+}
+
+#[test]
+fn smtp_delivers_the_summary_with_auth_and_refuses_what_it_cannot_do_safely() {
+    let work = tempfile::tempdir().unwrap();
+    let mail = work.path().join("mail");
+    let server = smtpd(&mail);
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let smtp = |id: &str, password: &str, extra: serde_json::Value| {
+        let mut v = json!({"id": id, "type": "smtp", "host": "127.0.0.1", "port": server.port,
+                           "credentials": {"username": "backups", "password": password},
+                           "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"});
+        for (k, x) in extra.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        v
+    };
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            smtp(
+                "mail",
+                "relay-pass-123",
+                json!({"from": "backups@db1.example.com"}),
+            ),
+            smtp("wrongpass", "not-the-relay-pass", json!({})),
+            smtp("tls", "relay-pass-123", json!({"use_tls": 1})),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "notifier failures never fail the backup");
+    assert!(!r.all().contains("relay-pass-123") && !r.all().contains("not-the-relay-pass"));
+    assert!(
+        r.stderr.contains("\"wrongpass\": notification failed") && r.stderr.contains("(auth)"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("\"tls\": notification failed")
+            && r.stderr.contains("TLS is not available"),
+        "{}",
+        r.stderr
+    );
+
+    let delivered: Vec<serde_json::Value> = fs::read_dir(&mail)
+        .unwrap()
+        .map(|e| serde_json::from_str(&fs::read_to_string(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        delivered.len(),
+        1,
+        "only the authenticated one: {delivered:#?}"
+    );
+    let m = &delivered[0];
+    assert_eq!(m["from"], "backups@db1.example.com");
+    assert_eq!(m["to"][0], "archive@example.com");
+    let content = m["content"].as_str().unwrap();
+    assert!(
+        content.contains("Subject: Backup of job nightly on db1 succeeded"),
+        "{content}"
+    );
+    assert!(content.contains("X-Backup-Hostname: db1"), "{content}");
+    assert!(
+        content.contains("every source reached every destination"),
+        "{content}"
+    );
+}

@@ -237,11 +237,21 @@ impl Runtime {
         let check_label: Arc<str> = setup.label.as_str().into();
         let net_denials = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let check_denials = net_denials.clone();
-        wasi.socket_addr_check(move |addr, _use| {
+        wasi.socket_addr_check(move |addr, usage| {
             let grants = check_grants.clone();
             let label = check_label.clone();
             let denials = check_denials.clone();
             Box::pin(async move {
+                // A TCP connect first binds to an ephemeral port on the unspecified
+                // address; that bind is what every outgoing connection needs. Every
+                // connect is still checked against the grants.
+                if matches!(usage, wasmtime_wasi::sockets::SocketAddrUse::TcpBind)
+                    && addr.ip().is_unspecified()
+                    && addr.port() == 0
+                    && !grants.net.is_empty()
+                {
+                    return true;
+                }
                 let allowed = socket_allowed(&grants, &label, addr).await;
                 if !allowed {
                     denials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

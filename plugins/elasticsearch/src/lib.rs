@@ -17,7 +17,7 @@
 //! sizes and durations and alert on missing documents. Sends on success and on failure
 //! by default. Grant derived from `url`.
 
-use backups_notify_http::{basic_auth, grant_for, post_json, report_json};
+use backups_notify_http::{basic_auth, civil_from_days, grant_for, post_json, report_json};
 use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
 
@@ -64,23 +64,9 @@ fn split_credentials(url: &str) -> (String, Option<(String, String)>) {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
-/// civil_from_days).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
 /// The index name for a time: `%Y`, `%m`, `%d`, `%H` and `%%`, UTC.
 fn index_name(pattern: &str, unix: u64) -> String {
-    let (year, month, day) = civil((unix / 86_400) as i64);
+    let (year, month, day) = civil_from_days((unix / 86_400) as i64);
     let hour = (unix % 86_400) / 3600;
     let mut out = String::new();
     let mut chars = pattern.chars();
@@ -107,7 +93,7 @@ fn index_name(pattern: &str, unix: u64) -> String {
 }
 
 fn rfc3339(unix: u64) -> String {
-    let (year, month, day) = civil((unix / 86_400) as i64);
+    let (year, month, day) = civil_from_days((unix / 86_400) as i64);
     let s = unix % 86_400;
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",

@@ -84,6 +84,26 @@ pub fn basic_auth(user: &str, password: &str) -> (&'static str, String) {
     ("authorization", format!("Basic {token}"))
 }
 
+/// Standard base64 with padding (SMTP AUTH).
+pub fn base64_standard(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (Howard Hinnant's
+/// civil_from_days). For dates in headers and index names without a date library.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// URL-safe base64 with padding (the pushgateway's `label@base64/value` path form).
 pub fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
