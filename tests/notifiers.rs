@@ -429,30 +429,25 @@ fn elasticsearch_gets_one_searchable_document_per_run() {
     let job = job(
         work.path(),
         &src,
-        vec![
-            json!({"id": "logging", "type": "elasticsearch", "url": url, "indexpattern": "backups-%Y"}),
-        ],
+        vec![json!({"id": "logging", "type": "elasticsearch", "url": url,
+                   "indexpattern": "Backups-%Y.%m.%d-%H"})],
     );
-    let now = "2026-11-22T02:00:00Z";
+    // The run's time decides the index name (strftime fields, UTC, lower-cased).
+    let now = "2026-11-22T02:03:04Z";
     assert_eq!(
         run(backups().env("BACKUPS_NOW", now).arg("run").arg(&job)).code,
         0
     );
-    http_json("POST", &format!("{url}/backups-2026/_refresh"));
-    let found = http_json("GET", &format!("{url}/backups-2026/_search?q=job:nightly"));
+    let index = "backups-2026.11.22-02";
+    http_json("POST", &format!("{url}/{index}/_refresh"));
+    let found = http_json("GET", &format!("{url}/{index}/_search?q=job:nightly"));
     let hits = found["hits"]["hits"].as_array().unwrap();
     assert_eq!(hits.len(), 1, "{found}");
     let doc = &hits[0]["_source"];
     assert_eq!(doc["hostname"], "db1");
     assert_eq!(doc["success"], true);
     assert_eq!(doc["sources"][0]["id"], "etc");
-    assert!(
-        doc["@timestamp"]
-            .as_str()
-            .unwrap()
-            .starts_with("2026-11-22T02:00:0"),
-        "{doc}"
-    );
+    assert_eq!(doc["@timestamp"], now, "{doc}");
 }
 
 /// telegram-test-api (npm): a Telegram Bot API emulator. The script also writes the

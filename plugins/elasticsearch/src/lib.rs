@@ -155,21 +155,4 @@ impl Notifier for Elasticsearch {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn index_names_follow_the_pattern() {
-        // 2026-11-22T02:03:04Z
-        let t = 1_795_312_984;
-        assert_eq!(rfc3339(t), "2026-11-22T02:03:04Z");
-        assert_eq!(index_name("backups-%Y", t), "backups-2026");
-        assert_eq!(
-            index_name("Backups-%Y.%m.%d-%H%%", t),
-            "backups-2026.11.22-02%"
-        );
-    }
-}
-
 backups_sdk::export_notifier!(Elasticsearch);
