@@ -1,8 +1,7 @@
 //! One run of a job, end to end.
 //!
-//! 1. **Plan**: load every entry's plugin, ask it what it is, work out its grants. Any
-//!    error here stops the run before anything is read or written: bad input never
-//!    leaves half a backup behind.
+//! 1. **Plan** ([`crate::plan`]): load every entry's plugin, ask it what it is, work out
+//!    its grants. Any error there stops the run before anything is read or written.
 //! 2. **Sources**, one at a time: dump → gzip → OpenPGP into one temporary artifact.
 //!    A source that fails (error, crash, timeout, denied grant) is reported and the others
 //!    still run; its artifact is discarded, never uploaded.
@@ -12,16 +11,17 @@
 //! 4. **Notifiers**: each gets the report if its `notify_on_*` says so. A notifier that
 //!    fails is reported but never changes the run's outcome.
 
+pub use crate::plan::{JobPlan, Planned, plan};
+
 use crate::artifact::{self, Manifest};
-use crate::config::{self, Entry, Job, PluginSource, Role};
+use crate::config::Entry;
 use crate::crypto::Plan as CryptoPlan;
-use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::pipeline;
 use crate::redact::Redactor;
 use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
 use crate::retention;
-use crate::runtime::bindings::{About, Context};
-use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Runtime, sink};
+use crate::runtime::bindings::Context;
+use crate::runtime::{CallError, Instance, InstanceSetup, Runtime, sink};
 use anyhow::{Context as _, Result, bail};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,254 +30,6 @@ use std::time::{Duration, Instant};
 
 /// Attempts for a put that fails with a transient error, and the pause before each retry.
 const PUT_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
-
-/// An entry ready to run: its plugin, what it says about itself, and its grants.
-pub struct Planned {
-    pub entry: Entry,
-    pub plugin: LoadedPlugin,
-    pub about: About,
-    pub grants: Grants,
-    /// The plugin's config as JSON, secrets resolved.
-    pub config_json: String,
-}
-
-impl Planned {
-    /// Whether this notifier sends after a successful / failed run: the entry's
-    /// `notify_on_*`, else the plugin's own default (legacy types keep the legacy tool's).
-    pub fn notifies(&self, success: bool) -> bool {
-        if success {
-            self.entry
-                .notify_on_success
-                .unwrap_or(self.about.notify_on_success)
-        } else {
-            self.entry
-                .notify_on_failure
-                .unwrap_or(self.about.notify_on_failure)
-        }
-    }
-}
-
-pub struct JobPlan {
-    pub job: Job,
-    pub sources: Vec<Planned>,
-    pub destinations: Vec<Planned>,
-    pub notifications: Vec<Planned>,
-    pub warnings: Vec<String>,
-    pub redactor: Redactor,
-}
-
-/// Loads and checks everything a run needs. Errors name the file, entry and key at fault.
-pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
-    let redactor = Redactor::new();
-    let mut warnings = job.warnings.clone();
-    warnings.extend(job.module_warnings());
-    for entry in job.entries() {
-        redactor.add_all(&entry.secrets);
-    }
-    let mut lists: Vec<Vec<Planned>> = Vec::new();
-    for list in [&job.sources, &job.destinations, &job.notifications] {
-        let mut planned = Vec::new();
-        for entry in list {
-            planned.push(plan_entry(entry, &job, runtime, &redactor, &mut warnings).await?);
-        }
-        lists.push(planned);
-    }
-    let notifications = lists.pop().unwrap_or_default();
-    let destinations = lists.pop().unwrap_or_default();
-    let sources = lists.pop().unwrap_or_default();
-    Ok(JobPlan {
-        job,
-        sources,
-        destinations,
-        notifications,
-        warnings,
-        redactor,
-    })
-}
-
-async fn plan_entry(
-    entry: &Entry,
-    job: &Job,
-    runtime: &Runtime,
-    redactor: &Redactor,
-    warnings: &mut Vec<String>,
-) -> Result<Planned> {
-    let shown = job.path.display();
-    let label = entry.label();
-    let plugin = runtime
-        .load_entry(entry)
-        .map_err(|e| anyhow::anyhow!("{shown}: {e:#}"))?;
-    let config_json = serde_json::to_string(&entry.plugin_config)?;
-
-    let mut bare = runtime.instantiate_bare(&plugin, &label).await?;
-    let about = bare.describe().await.map_err(|e| {
-        anyhow::anyhow!("{shown}: {label}: {}: describe failed: {e}", plugin.origin)
-    })?;
-    for key in config::unknown_keys(entry, &about.config_keys) {
-        warnings.push(format!(
-            "{shown}: {label}: unknown key {key:?} for type {:?} (ignored)",
-            entry.kind
-        ));
-    }
-    redactor.add_all(&config::secret_values(
-        &entry.plugin_config,
-        &about.secret_keys,
-    ));
-
-    let grants = match (&entry.grants, &entry.plugin) {
-        (Some(spec), _) => Grants::resolve(
-            spec,
-            GrantOrigin::Explicit,
-            &format!("{shown}: {label}.grants"),
-        )?,
-        (None, PluginSource::Embedded(kind)) => {
-            let asked = bare.requested_grants(&config_json).await.map_err(|e| {
-                anyhow::anyhow!("{shown}: {label}: {}", redactor.redact(&e.to_string()))
-            })?;
-            let spec = GrantSpec {
-                read: asked.read,
-                write: asked.write,
-                net: asked.net,
-                run: asked.run,
-                env: asked.env,
-            };
-            Grants::resolve(
-                &spec,
-                GrantOrigin::Derived {
-                    plugin: kind.clone(),
-                },
-                &format!("{shown}: {label} (derived grants)"),
-            )?
-        }
-        (None, PluginSource::File { .. }) => Grants::none(),
-    };
-    Ok(Planned {
-        entry: entry.clone(),
-        plugin,
-        about,
-        grants,
-        config_json,
-    })
-}
-
-impl JobPlan {
-    /// The `--dry-run` report: every entry, its plugin and every effective grant.
-    pub fn describe(&self) -> String {
-        let job = &self.job;
-        let mut out = format!(
-            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {} KiB of log per plugin\n",
-            job.name,
-            job.path.display(),
-            job.hostname,
-            job.tmpdir.display(),
-            job.limits.memory_bytes >> 20,
-            job.limits.call_seconds,
-            job.limits.log_bytes >> 10,
-        );
-        for (title, list) in [
-            ("sources", &self.sources),
-            ("destinations", &self.destinations),
-            ("notifications", &self.notifications),
-        ] {
-            out += &format!("\n{title}:\n");
-            if list.is_empty() {
-                out += "  (none)\n";
-            }
-            for p in list {
-                let e = &p.entry;
-                out += &format!(
-                    "  {} type {:?}: {} — {} plugin, WIT {}, sha256 {}\n",
-                    e.label(),
-                    e.kind,
-                    p.plugin.origin,
-                    p.plugin.world.role,
-                    p.plugin.world.version,
-                    p.plugin.digest
-                );
-                match e.role {
-                    Role::Source => {
-                        let enc = match &e.encryption {
-                            Some(config::Encryption::Passphrase(_)) => {
-                                "OpenPGP, passphrase".to_string()
-                            }
-                            Some(config::Encryption::Recipients { recipients, .. }) => {
-                                format!("OpenPGP, recipients {}", recipients.join(", "))
-                            }
-                            Some(config::Encryption::None) => {
-                                "none (compress_only: gzip only)".into()
-                            }
-                            None => "MISSING".into(),
-                        };
-                        out += &format!("    encryption: {enc}\n");
-                    }
-                    Role::Destination => {
-                        let policy = retention_policy(e);
-                        out += &format!(
-                            "    retention: {}\n",
-                            if policy.is_keep_all() {
-                                "keep every copy (no retention_copies / retention_days)".to_string()
-                            } else {
-                                let n = |v: Option<u32>| v.map_or("-".into(), |c| c.to_string());
-                                format!(
-                                    "copies {}, days {}, daily {}, weekly {}, monthly {}; never fewer than {}",
-                                    n(policy.copies),
-                                    n(policy.days),
-                                    n(policy.daily),
-                                    n(policy.weekly),
-                                    n(policy.monthly),
-                                    policy.min_copies
-                                )
-                            }
-                        );
-                    }
-                    Role::Notifier => {
-                        out += &format!(
-                            "    notify on success: {}{}, on failure: {}{}\n",
-                            yes_no(p.notifies(true)),
-                            if e.notify_on_success.is_none() {
-                                " (the plugin's default)"
-                            } else {
-                                ""
-                            },
-                            yes_no(p.notifies(false)),
-                            if e.notify_on_failure.is_none() {
-                                " (the plugin's default)"
-                            } else {
-                                ""
-                            },
-                        );
-                    }
-                }
-                out += &format!("    grants: {}\n", p.grants.origin);
-                for line in p.grants.describe() {
-                    out += &format!("      {line}\n");
-                }
-            }
-        }
-        if !self.warnings.is_empty() {
-            out += "\nwarnings:\n";
-            for w in &self.warnings {
-                out += &format!("  {w}\n");
-            }
-        }
-        self.redactor.redact(&out)
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-fn retention_policy(entry: &Entry) -> retention::Policy {
-    retention::Policy {
-        copies: entry.retention_copies,
-        days: entry.retention_days,
-        min_copies: entry.min_copies,
-        daily: entry.keep_daily,
-        weekly: entry.keep_weekly,
-        monthly: entry.keep_monthly,
-    }
-}
 
 /// Shared progress counter for the CLI's TTY display: bytes the current source produced.
 #[derive(Clone, Default)]
@@ -626,7 +378,7 @@ async fn store_copy(
     result.object = Some(object.to_string());
 
     // Retention, on a listing taken now. A listing that fails means no deletes here.
-    let policy = retention_policy(&dest.entry);
+    let policy = retention::Policy::for_entry(&dest.entry);
     let listing = match instance.list(&format!("{hostname}/")).await {
         Ok(l) => l,
         Err(e) => {

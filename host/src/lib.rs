@@ -15,6 +15,7 @@
 //! | [`restore`] | getting copies back: list, verify, restore |
 //! | [`retention`] | which copies a destination keeps |
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
+//! | [`plan`] | loading and checking everything a run needs; `--dry-run` |
 //! | [`job`] | one run, end to end |
 //! | [`lock`] | one run of a job at a time |
 //! | [`daemon`] | running jobs on their schedule |
@@ -30,6 +31,7 @@ pub mod grants;
 pub mod job;
 pub mod lock;
 pub mod pipeline;
+pub mod plan;
 pub mod redact;
 pub mod report;
 pub mod restore;

@@ -28,6 +28,18 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// A destination entry's policy, from its legacy and new keys.
+    pub fn for_entry(entry: &crate::config::Entry) -> Policy {
+        Policy {
+            copies: entry.retention_copies,
+            days: entry.retention_days,
+            min_copies: entry.min_copies,
+            daily: entry.keep_daily,
+            weekly: entry.keep_weekly,
+            monthly: entry.keep_monthly,
+        }
+    }
+
     pub fn is_keep_all(&self) -> bool {
         self.copies.is_none()
             && self.days.is_none()

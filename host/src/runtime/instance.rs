@@ -1,0 +1,328 @@
+//! One live plugin instance and the calls into it. Every call runs under the instance's
+//! wall-clock limit and comes back as a value or a [`CallError`] an operator can act on;
+//! a trap or a timeout poisons the instance.
+
+use super::bindings::{self, About, Context, DumpInfo, ObjectInfo, PluginError, WitGrants};
+use super::sink::{self, ArtifactSink};
+use super::state::PluginState;
+use super::stdio;
+use std::path::Path;
+use std::time::Duration;
+use wasmtime::Store;
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
+
+/// Limit for the calls that only describe a plugin (`describe`, `requested-grants`).
+pub(super) const DESCRIBE_LIMIT: Duration = Duration::from_secs(10);
+
+/// A failed call into a plugin, in words an operator can act on.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// The plugin returned an error.
+    Plugin(PluginError),
+    /// The plugin trapped (panic, memory limit, bad stream use) — it is no longer usable.
+    Trap(String),
+    /// The call exceeded its wall-clock limit and was stopped.
+    Timeout { what: String, limit: Duration },
+    /// The instance failed earlier and cannot be called again.
+    Poisoned,
+    /// The host could not set up the call.
+    Host(String),
+}
+
+impl CallError {
+    /// Worth trying again (the host retries only these).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::Plugin(e) if e.kind == bindings::ErrorKind::Transient)
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Plugin(e) => f.write_str(&bindings::describe_error(e)),
+            CallError::Trap(why) => write!(f, "plugin crashed: {why}"),
+            CallError::Timeout { what, limit } => write!(
+                f,
+                "{what} did not finish within {}s (limits.call_seconds) and was stopped",
+                limit.as_secs()
+            ),
+            CallError::Poisoned => f.write_str("plugin instance unusable after an earlier crash"),
+            CallError::Host(why) => f.write_str(why),
+        }
+    }
+}
+
+pub(super) enum Bindings {
+    Source(bindings::source::Source),
+    Destination(bindings::destination::Destination),
+    Notifier(bindings::notifier::Notifier),
+}
+
+/// One sandboxed plugin instance and its store.
+pub struct Instance {
+    pub(super) store: Store<PluginState>,
+    pub(super) bindings: Bindings,
+    pub(super) label: String,
+    pub(super) call_limit: Duration,
+    pub(super) memory_bytes: u64,
+    pub(super) stderr: stdio::StderrCapture,
+    pub(super) poisoned: bool,
+}
+
+/// Calls the `plugin` interface, whichever world's bindings the instance has.
+macro_rules! plugin_call {
+    ($self:ident, $method:ident ( $($arg:expr),* )) => {
+        match &$self.bindings {
+            Bindings::Source(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Destination(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Notifier(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
+        }
+    };
+}
+
+/// Calls the `storage` interface of a destination under the instance's call limit.
+macro_rules! storage_call {
+    ($self:ident, $what:expr, $method:ident ( $($arg:expr),* )) => {{
+        $self.destination()?;
+        let limit = $self.call_limit;
+        $self
+            .guarded($what, limit, async |s| {
+                let Bindings::Destination(b) = &s.bindings else {
+                    unreachable!("checked by destination()")
+                };
+                b.backups_plugin_storage().$method(&mut s.store $(, $arg)*).await
+            })
+            .await
+    }};
+}
+
+impl Instance {
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Runs one call under the instance's limit and turns every way it can fail into a
+    /// [`CallError`]. A trap or timeout poisons the instance.
+    async fn guarded<T>(
+        &mut self,
+        what: &str,
+        limit: Duration,
+        call: impl AsyncFnOnce(&mut Self) -> wasmtime::Result<Result<T, PluginError>>,
+    ) -> Result<T, CallError> {
+        if self.poisoned {
+            return Err(CallError::Poisoned);
+        }
+        tracing::debug!(plugin = %self.label, "call {what}");
+        let denials = self.store.data().policy.net_denials.clone();
+        let denied_before = denials.load(std::sync::atomic::Ordering::Relaxed);
+        let outcome = tokio::time::timeout(limit, call(self)).await;
+        let denied = denials.load(std::sync::atomic::Ordering::Relaxed) > denied_before;
+        match outcome {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(e))) if denied => Err(CallError::Plugin(PluginError {
+                kind: bindings::ErrorKind::Denied,
+                message: format!(
+                    "{} — the host refused a network request this call made (no net grant; see the log)",
+                    e.message
+                ),
+            })),
+            Ok(Ok(Err(e))) => Err(CallError::Plugin(PluginError {
+                kind: e.kind,
+                message: e.message,
+            })),
+            Ok(Err(trap)) => {
+                self.poisoned = true;
+                Err(CallError::Trap(self.explain_trap(&trap)))
+            }
+            Err(_) => {
+                self.poisoned = true;
+                Err(CallError::Timeout {
+                    what: what.to_string(),
+                    limit,
+                })
+            }
+        }
+    }
+
+    fn explain_trap(&self, trap: &wasmtime::Error) -> String {
+        let text = format!("{trap:#}");
+        let mut why = if text.contains("forcing trap when growing memory")
+            || text.contains("forcing a memory growth failure")
+        {
+            format!(
+                "exceeded its memory limit of {} MiB (limits.memory_mib)",
+                self.memory_bytes >> 20
+            )
+        } else if let Some(code) = trap.downcast_ref::<wasmtime::Trap>() {
+            code.to_string()
+        } else {
+            trap.root_cause().to_string()
+        };
+        let stderr = self.stderr.tail();
+        if !stderr.is_empty() {
+            let last: Vec<&str> = stderr.lines().rev().take(3).collect();
+            let last: Vec<&str> = last.into_iter().rev().collect();
+            why.push_str(&format!("; its stderr ended: {}", last.join(" | ")));
+        }
+        why
+    }
+
+    pub async fn describe(&mut self) -> Result<About, CallError> {
+        self.guarded("describe", DESCRIBE_LIMIT, async |s| {
+            plugin_call!(s, call_describe()).map(Ok)
+        })
+        .await
+    }
+
+    pub async fn requested_grants(&mut self, config: &str) -> Result<WitGrants, CallError> {
+        self.guarded("requested-grants", DESCRIBE_LIMIT, async |s| {
+            plugin_call!(s, call_requested_grants(config))
+        })
+        .await
+    }
+
+    pub async fn configure(&mut self, ctx: &Context, config: &str) -> Result<(), CallError> {
+        let limit = self.call_limit;
+        self.guarded("configure", limit, async |s| {
+            plugin_call!(s, call_configure(ctx, config))
+        })
+        .await
+    }
+
+    /// Sources: runs the dump, with everything written (or spliced) going to `sink`.
+    pub async fn dump(&mut self, sink: &ArtifactSink) -> Result<DumpInfo, CallError> {
+        let Bindings::Source(_) = &self.bindings else {
+            return Err(CallError::Host(
+                "dump called on a plugin that is not a source".into(),
+            ));
+        };
+        let stream: DynOutputStream = Box::new(sink.stream());
+        let out = self
+            .store
+            .data_mut()
+            .table
+            .push(stream)
+            .map_err(|e| CallError::Host(format!("stream table: {e}")))?;
+        self.store.data_mut().sink = Some(sink.clone());
+        let borrowed = Resource::<DynOutputStream>::new_borrow(out.rep());
+        let limit = self.call_limit;
+        let result = self
+            .guarded("dump", limit, async |s| {
+                let Bindings::Source(b) = &s.bindings else {
+                    unreachable!()
+                };
+                b.backups_plugin_dump()
+                    .call_dump(&mut s.store, borrowed)
+                    .await
+            })
+            .await;
+        // Drop our ends so the pipeline sees the end of the stream.
+        self.store.data_mut().sink = None;
+        let _ = self.store.data_mut().table.delete(out);
+        result
+    }
+
+    fn destination(&self) -> Result<&bindings::destination::Destination, CallError> {
+        match &self.bindings {
+            Bindings::Destination(b) => Ok(b),
+            _ => Err(CallError::Host("not a destination plugin".into())),
+        }
+    }
+
+    /// Destinations: stores the file at `path` under `key`.
+    pub async fn put_file(&mut self, key: &str, path: &Path, size: u64) -> Result<(), CallError> {
+        self.destination()?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| CallError::Host(format!("{}: {e}", path.display())))?;
+        let stream: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::AsyncReadStream::new(file));
+        self.put_stream(key, stream, size).await
+    }
+
+    /// Destinations: stores `bytes` under `key` (manifests).
+    pub async fn put_bytes(&mut self, key: &str, bytes: Vec<u8>) -> Result<(), CallError> {
+        self.destination()?;
+        let size = bytes.len() as u64;
+        let stream: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::MemoryInputPipe::new(bytes));
+        self.put_stream(key, stream, size).await
+    }
+
+    async fn put_stream(
+        &mut self,
+        key: &str,
+        stream: DynInputStream,
+        size: u64,
+    ) -> Result<(), CallError> {
+        let input = self
+            .store
+            .data_mut()
+            .table
+            .push(stream)
+            .map_err(|e| CallError::Host(format!("stream table: {e}")))?;
+        let borrowed = Resource::<DynInputStream>::new_borrow(input.rep());
+        let result = storage_call!(self, &format!("put {key}"), call_put(key, borrowed, size));
+        let _ = self.store.data_mut().table.delete(input);
+        result
+    }
+
+    /// Destinations: writes the object `key` into the file at `path`.
+    pub async fn get_to_file(&mut self, key: &str, path: &Path) -> Result<(), CallError> {
+        self.destination()?;
+        let file = tokio::fs::File::create(path)
+            .await
+            .map_err(|e| CallError::Host(format!("{}: {e}", path.display())))?;
+        let stream: DynOutputStream = Box::new(wasmtime_wasi::p2::pipe::AsyncWriteStream::new(
+            sink::CHUNK_BYTES,
+            file,
+        ));
+        let out = self
+            .store
+            .data_mut()
+            .table
+            .push(stream)
+            .map_err(|e| CallError::Host(format!("stream table: {e}")))?;
+        let borrowed = Resource::<DynOutputStream>::new_borrow(out.rep());
+        let result = storage_call!(self, &format!("get {key}"), call_get(key, borrowed));
+        let _ = self.store.data_mut().table.delete(out);
+        result
+    }
+
+    pub async fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>, CallError> {
+        storage_call!(self, &format!("list {prefix}"), call_list(prefix))
+    }
+
+    pub async fn deletion_rules(
+        &mut self,
+    ) -> Result<
+        Vec<bindings::destination::exports::backups::plugin::storage::DeletionRule>,
+        CallError,
+    > {
+        storage_call!(self, "deletion-rules", call_deletion_rules())
+    }
+
+    pub async fn delete(&mut self, key: &str) -> Result<(), CallError> {
+        storage_call!(self, &format!("delete {key}"), call_delete(key))
+    }
+
+    pub async fn notify(
+        &mut self,
+        report: &bindings::report_types::Report,
+    ) -> Result<(), CallError> {
+        let Bindings::Notifier(_) = &self.bindings else {
+            return Err(CallError::Host(
+                "notify called on a plugin that is not a notifier".into(),
+            ));
+        };
+        let limit = self.call_limit;
+        self.guarded("notify", limit, async |s| {
+            let Bindings::Notifier(b) = &s.bindings else {
+                unreachable!()
+            };
+            b.backups_plugin_notification()
+                .call_notify(&mut s.store, report)
+                .await
+        })
+        .await
+    }
+}
