@@ -7,9 +7,8 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
@@ -38,63 +37,25 @@ class H(BaseHTTPRequestHandler):
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 "#;
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_listening(child: &mut Child, port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited at start: {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not listen on 127.0.0.1:{port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn recorder(log: &Path) -> Server {
     let port = free_port();
-    let mut child = Command::new("python3")
-        .args(["-c", RECORDER, &port.to_string()])
-        .arg(log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&mut child, port, "the recording server");
-    Server { child, port }
+    start_server(
+        Command::new("python3")
+            .args(["-c", RECORDER, &port.to_string()])
+            .arg(log),
+        port,
+        "the recording server",
+    )
 }
 
 fn pushgateway() -> Server {
     let port = free_port();
-    let mut child = Command::new("prometheus-pushgateway")
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus-pushgateway must be installed (.ci/run installs it)");
-    wait_listening(&mut child, port, "prometheus-pushgateway");
-    Server { child, port }
+    start_server(
+        Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        port,
+        "prometheus-pushgateway",
+    )
 }
 
 fn recorded(log: &Path) -> Vec<serde_json::Value> {
@@ -389,14 +350,11 @@ fn osmem() -> Server {
     let binary =
         PathBuf::from(String::from_utf8(dir.stdout).unwrap().trim()).join("bin/osmem-server");
     let port = free_port();
-    let mut child = Command::new(binary)
-        .args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&mut child, port, "osmem-server");
-    Server { child, port }
+    start_server(
+        Command::new(binary).args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"]),
+        port,
+        "osmem-server",
+    )
 }
 
 fn http_json(method: &str, url: &str) -> serde_json::Value {
@@ -476,16 +434,14 @@ fn telegram(messages: &Path) -> Server {
         modules.display()
     );
     let port = free_port();
-    let mut child = Command::new("node")
-        .args(["-e", TELEGRAM, &port.to_string()])
-        .arg(messages)
-        .env("NODE_PATH", &modules)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    wait_listening(&mut child, port, "telegram-test-api");
-    Server { child, port }
+    start_server(
+        Command::new("node")
+            .args(["-e", TELEGRAM, &port.to_string()])
+            .arg(messages)
+            .env("NODE_PATH", &modules),
+        port,
+        "telegram-test-api",
+    )
 }
 
 #[test]
@@ -560,15 +516,13 @@ while True:
 fn smtpd(outdir: &Path) -> Server {
     fs::create_dir_all(outdir).unwrap();
     let port = free_port();
-    let mut child = Command::new("python3")
-        .args(["-c", SMTPD, &port.to_string()])
-        .arg(outdir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&mut child, port, "aiosmtpd (pip install aiosmtpd)");
-    Server { child, port }
+    start_server(
+        Command::new("python3")
+            .args(["-c", SMTPD, &port.to_string()])
+            .arg(outdir),
+        port,
+        "aiosmtpd",
+    )
 }
 
 #[test]

@@ -6,71 +6,43 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 use support::*;
 
 const ACCESS: &str = "backups-test-access";
 const SECRET: &str = "backups-test-secret-0123456789";
 
 struct S3Server {
-    child: Child,
-    port: u16,
+    server: Server,
     /// Where s3s-fs keeps the buckets; removed when the server is dropped.
     _root: tempfile::TempDir,
 }
 
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl S3Server {
-    /// Starts s3s-fs with `buckets`; fails the test (never skips) when it cannot.
+    /// Starts s3s-fs with `buckets` and SigV4 keys.
     fn start(buckets: &[&str]) -> S3Server {
         let root = tempfile::tempdir().unwrap();
         for b in buckets {
             fs::create_dir_all(root.path().join(b)).unwrap();
         }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("s3s-fs")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--access-key", ACCESS, "--secret-key", SECRET])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("s3s-fs must be installed (.ci/run: cargo install s3s-fs --features binary)");
-        let mut server = S3Server {
-            child,
+        let port = free_port();
+        let server = start_server(
+            Command::new("s3s-fs")
+                .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--access-key", ACCESS, "--secret-key", SECRET])
+                .arg(root.path()),
             port,
+            "s3s-fs",
+        );
+        S3Server {
+            server,
             _root: root,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("s3s-fs exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "s3s-fs did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = &mut server;
-        server
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.server.port)
     }
 
     /// Keys and bodies in `bucket`, fetched with boto3 (an independent S3 client).
@@ -141,7 +113,7 @@ fn s3_dest(server: &S3Server, id: &str, bucket: &str, secret: &str) -> serde_jso
 }
 
 fn minio_dest(server: &S3Server, id: &str, bucket: &str) -> serde_json::Value {
-    json!({"id": id, "type": "minio", "bucket": bucket, "endpoint": format!("127.0.0.1:{}", server.port),
+    json!({"id": id, "type": "minio", "bucket": bucket, "endpoint": format!("127.0.0.1:{}", server.server.port),
            "secure": false, "part_size_mib": 5, "credentials": {"access_key": ACCESS, "secret_key": SECRET}})
 }
 
@@ -242,11 +214,7 @@ fn a_wrong_secret_an_ungranted_host_and_a_dead_server_fail_only_their_destinatio
     fs::create_dir_all(&local).unwrap();
     let mut ungranted = s3_dest(&server, "ungranted", "backups-b", SECRET);
     ungranted["grants"] = json!({"net": ["s3.eu-west-1.amazonaws.com:443"]});
-    let dead_port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead_port = free_port();
     let mut dead = s3_dest(&server, "dead", "backups-b", SECRET);
     dead["endpoint_url"] = json!(format!("http://127.0.0.1:{dead_port}"));
     let job = job(
@@ -313,44 +281,18 @@ fn a_wrong_secret_an_ungranted_host_and_a_dead_server_fail_only_their_destinatio
 
 /// moto's S3 server, which implements bucket lifecycle configuration (s3s-fs does not).
 struct Moto {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    server: Server,
 }
 
 impl Moto {
     fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto_server must be installed (.ci/run: pip install 'moto[server]')");
-        let mut moto = Moto { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!("moto_server exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "moto_server did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = &mut moto;
-        moto
+        let port = free_port();
+        let server = start_server(
+            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            port,
+            "moto_server",
+        );
+        Moto { server }
     }
 
     /// Runs `body` (Python, with `s3` a boto3 client) against the server.
@@ -358,7 +300,7 @@ impl Moto {
         let script = format!(
             "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='testing', \
              aws_secret_access_key='testing', region_name='us-east-1')\n{body}\n",
-            self.port
+            self.server.port
         );
         let out = Command::new("python3")
             .arg("-c")
@@ -389,7 +331,7 @@ fn status_reads_and_audits_the_buckets_own_lifecycle_rules() {
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), b"small").unwrap();
     let dest = json!({"id": "aws", "type": "s3", "bucket": "backups-b", "region": "us-east-1",
-                      "endpoint_url": format!("http://127.0.0.1:{}", moto.port),
+                      "endpoint_url": format!("http://127.0.0.1:{}", moto.server.port),
                       "credentials": {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}});
     let job = write_job(
         work.path(),

@@ -6,23 +6,15 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 use support::*;
 
 struct Sshd {
-    child: Child,
+    /// Killed by its pid when the test ends.
+    _server: Server,
     port: u16,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn keygen(path: &Path) {
@@ -48,11 +40,7 @@ impl Sshd {
         keygen(&d.join("client_key"));
         fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
         fs::create_dir_all("/run/sshd").unwrap(); // privilege separation directory
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let config = d.join("sshd_config");
         fs::write(
             &config,
@@ -66,33 +54,25 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("/usr/sbin/sshd (openssh-server) must be installed: .ci/run installs it");
         let host_pub = fs::read_to_string(d.join("host_key.pub")).unwrap();
         fs::write(
             d.join("known_hosts"),
             format!("[127.0.0.1]:{port} {host_pub}"),
         )
         .unwrap();
-        let mut sshd = Sshd { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = sshd.child.try_wait() {
-                panic!("sshd exited at start: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "sshd did not listen on 127.0.0.1:{port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        // -D: stay in the foreground, so the pid we hold is sshd's.
+        let server = start_server(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config),
+            port,
+            "sshd (openssh-server)",
+        );
+        Sshd {
+            _server: server,
+            port,
+            dir,
         }
-        let _ = &mut sshd;
-        sshd
     }
 
     fn keys(&self) -> serde_json::Value {

@@ -289,3 +289,49 @@ pub fn leftovers(tmpdir: &Path) -> Vec<String> {
         .filter(|f| !f.starts_with(".lock-"))
         .collect()
 }
+
+/// A test server process: started by a test, waited for on its TCP port, and killed (by
+/// the pid we hold) when dropped. A server that cannot start fails the test, never skips it.
+pub struct Server {
+    pub child: std::process::Child,
+    pub port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A TCP port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Spawns `cmd` (quietly) and waits until it listens on 127.0.0.1:`port`.
+pub fn start_server(cmd: &mut Command, port: u16, what: &str) -> Server {
+    use std::time::{Duration, Instant};
+    let child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} could not be started ({e}); .ci/run installs it"));
+    let mut server = Server { child, port };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = server.child.try_wait() {
+            panic!("{what} exited at start: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not listen on 127.0.0.1:{port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
