@@ -593,3 +593,158 @@ fn smtp_delivers_the_summary_with_auth_and_refuses_what_it_cannot_do_safely() {
         "{content}"
     );
 }
+
+/// A real Synapse homeserver (PyPI matrix-synapse) on 127.0.0.1, with a bot user and a
+/// room; `api` drives its client-server API. Set BACKUPS_SKIP_SYNAPSE=1 to skip it where
+/// installing Synapse is not wanted (documented in the README); CI runs it.
+struct Synapse {
+    _server: Server,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+const SYNAPSE_API: &str = r#"
+import json, sys, urllib.request
+url, action = sys.argv[1], sys.argv[2]
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(url + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json", **({"authorization": "Bearer " + token} if token else {})})
+    return json.loads(urllib.request.urlopen(req).read())
+if action == "setup":
+    login = call("POST", "/_matrix/client/v3/login", {"type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "backupbot"}, "password": "bot-password-1"})
+    room = call("POST", "/_matrix/client/v3/createRoom", {"name": "backups"}, login["access_token"])
+    print(json.dumps({"token": login["access_token"], "room": room["room_id"]}))
+else:
+    token, room = sys.argv[3], sys.argv[4]
+    msgs = call("GET", "/_matrix/client/v3/rooms/" + urllib.parse.quote(room) + "/messages?dir=b&limit=20", None, token)
+    print(json.dumps([e["content"]["body"] for e in msgs["chunk"] if e["type"] == "m.room.message"]))
+"#;
+
+impl Synapse {
+    fn start() -> Synapse {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = d.join("homeserver.yaml");
+        let generated = Command::new("python3")
+            .args([
+                "-m",
+                "synapse.app.homeserver",
+                "--server-name",
+                "localhost",
+                "--config-path",
+            ])
+            .arg(&config)
+            .arg("--data-directory")
+            .arg(d)
+            .args(["--generate-config", "--report-stats=no"])
+            .output()
+            .expect("python3");
+        assert!(
+            generated.status.success(),
+            "matrix-synapse must be installed (.ci/run: pip install matrix-synapse): {}",
+            String::from_utf8_lossy(&generated.stderr)
+        );
+        let port = free_port();
+        let mut text = fs::read_to_string(&config).unwrap();
+        // Later keys win: a loopback listener, a registration secret, no federation.
+        text += &format!(
+            "\nlisteners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    type: http\n    tls: false\n    \
+             x_forwarded: false\n    resources:\n      - names: [client]\n        compress: false\n\
+             registration_shared_secret: \"synapse-test-secret\"\ntrusted_key_servers: []\n\
+             suppress_key_server_warning: true\nrc_message:\n  per_second: 1000\n  burst_count: 1000\n"
+        );
+        fs::write(&config, text).unwrap();
+        let server = start_server(
+            Command::new("python3")
+                .args(["-m", "synapse.app.homeserver", "--config-path"])
+                .arg(&config),
+            port,
+            "synapse",
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let registered = Command::new("register_new_matrix_user")
+            .args([
+                "-u",
+                "backupbot",
+                "-p",
+                "bot-password-1",
+                "--no-admin",
+                "-c",
+            ])
+            .arg(&config)
+            .arg(&url)
+            .output()
+            .expect("register_new_matrix_user (matrix-synapse)");
+        assert!(
+            registered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&registered.stderr)
+        );
+        Synapse {
+            _server: server,
+            url,
+            _dir: dir,
+        }
+    }
+
+    fn api(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new("python3")
+            .args(["-c", SYNAPSE_API, &self.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "synapse API: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn matrix_messages_land_in_the_room_of_a_real_synapse() {
+    if std::env::var_os("BACKUPS_SKIP_SYNAPSE").is_some() {
+        eprintln!("BACKUPS_SKIP_SYNAPSE is set: the Synapse test is skipped on purpose");
+        return;
+    }
+    let synapse = Synapse::start();
+    let bot = synapse.api(&["setup"]);
+    let (token, room) = (
+        bot["token"].as_str().unwrap(),
+        bot["room"].as_str().unwrap(),
+    );
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            json!({"type": "matrix", "url": synapse.url, "access_token": token, "room_id": room,
+                    "notify_on_success": 1, "notify_on_failure": 1}),
+        ],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        !r.all().contains(token),
+        "the access token is never printed"
+    );
+    let messages = synapse.api(&["read", token, room]);
+    let bodies: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.starts_with("Backup of job nightly on db1 succeeded")),
+        "{bodies:?}"
+    );
+}
