@@ -137,7 +137,7 @@ fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
             on(
                 json!({"id": "hipchat", "type": "hipchat", "url": format!("{base}/v2/room/7/notification")}),
             ),
-            json!({"id": "ping", "type": "ping", "url": format!("{base}/ping/uuid-1")}),
+            json!({"id": "ping", "type": "ping", "url": format!("{base}/ping/uuid-1"), "notify_on_start": 1}),
             json!({"id": "prom", "type": "prometheus", "url": format!("http://127.0.0.1:{}/", pgw.port)}),
         ],
     );
@@ -181,6 +181,19 @@ fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
 
     let ping = request(&log, "/ping/uuid-1");
     assert_eq!(ping["method"], "POST");
+    // notify_on_start (a legacy key): the start ping comes first, so the service can time
+    // the run and alert on one that never finishes.
+    let position = |path: &str| log.iter().position(|r| r["path"] == path).unwrap();
+    assert!(
+        position("/ping/uuid-1/start") < position("/ping/uuid-1"),
+        "{log:#?}"
+    );
+    assert!(
+        request(&log, "/ping/uuid-1/start")["body"]
+            .as_str()
+            .unwrap()
+            .contains("started")
+    );
     assert!(
         ping["body"]
             .as_str()

@@ -58,6 +58,27 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     };
     let redact = |s: String| plan.redactor.redact(&s);
 
+    // Notifiers that asked to hear of the start (a ping service times the run with it).
+    let start = crate::report::started(&job.name, &job.hostname, &run_id, started);
+    for planned in plan
+        .notifications
+        .iter()
+        .filter(|p| p.entry.notify_on_start)
+    {
+        if let Err(e) = send(
+            plan,
+            runtime,
+            planned,
+            &ctx_for(&planned.entry),
+            &workdir.path,
+            &start,
+        )
+        .await
+        {
+            tracing::warn!("{}: start notification failed: {e}", planned.entry.label());
+        }
+    }
+
     // Destinations are opened once and serve every source.
     let mut destinations: Vec<(&Planned, Result<Instance, String>)> = Vec::new();
     for planned in &plan.destinations {
@@ -439,16 +460,8 @@ async fn notify(
             });
             continue;
         }
-        let sent = async {
-            let mut instance =
-                open(runtime, planned, &ctx_for(entry), tmpdir, &plan.redactor).await?;
-            instance
-                .notify(&wit_report)
-                .await
-                .map_err(|e: CallError| e.to_string())
-        }
-        .await;
-        let error = sent.err().map(|e| plan.redactor.redact(&e));
+        let sent = send(plan, runtime, planned, &ctx_for(entry), tmpdir, &wit_report).await;
+        let error = sent.err();
         if let Some(e) = &error {
             tracing::warn!("{}: notification failed: {e}", entry.label());
         }
@@ -458,6 +471,26 @@ async fn notify(
             error,
         });
     }
+}
+
+/// Sends one report to one notifier; the error comes back redacted.
+async fn send(
+    plan: &JobPlan,
+    runtime: &Runtime,
+    planned: &Planned,
+    ctx: &Context,
+    tmpdir: &Path,
+    report: &crate::runtime::bindings::report_types::Report,
+) -> Result<(), String> {
+    let sent = async {
+        let mut instance = open(runtime, planned, ctx, tmpdir, &plan.redactor).await?;
+        instance
+            .notify(report)
+            .await
+            .map_err(|e: CallError| e.to_string())
+    }
+    .await;
+    sent.map_err(|e| plan.redactor.redact(&e))
 }
 
 /// Runs futures concurrently and collects their outputs in order.

@@ -213,6 +213,24 @@ impl RunReport {
     }
 }
 
+/// The report notifiers with `notify_on_start` get when a run begins.
+pub fn started(job: &str, hostname: &str, run_id: &str, at: Timestamp) -> wit::Report {
+    let at = at.as_second().max(0) as u64;
+    wit::Report {
+        kind: wit::ReportKind::Started,
+        job: job.to_string(),
+        hostname: hostname.to_string(),
+        run_id: run_id.to_string(),
+        started_at: at,
+        finished_at: at,
+        success: false,
+        sources: Vec::new(),
+        destinations: Vec::new(),
+        freshness: Vec::new(),
+        summary: format!("Backup of job {job} on {hostname} started (run {run_id})."),
+    }
+}
+
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = n as f64;

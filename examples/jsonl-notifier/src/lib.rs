@@ -77,7 +77,11 @@ impl Notifier for Jsonl {
             })
             .collect();
         let line = serde_json::json!({
-            "kind": match report.kind { ReportKind::Run => "run", ReportKind::Stale => "stale" },
+            "kind": match report.kind {
+                ReportKind::Run => "run",
+                ReportKind::Stale => "stale",
+                ReportKind::Started => "started",
+            },
             "finished_at": report.finished_at,
             "job": report.job,
             "hostname": report.hostname,

@@ -171,6 +171,8 @@ pub struct Entry {
     /// Notifiers: when to send, if the entry says; otherwise the plugin's own default.
     pub notify_on_success: Option<bool>,
     pub notify_on_failure: Option<bool>,
+    /// Notifiers: also tell when a run starts (legacy key; off unless set).
+    pub notify_on_start: bool,
     /// The keys the plugin gets: `id`, `name`, `type` and its own keys. Host keys
     /// (passphrase, grants, retention...) are never passed to a plugin.
     pub plugin_config: Map<String, Value>,
@@ -203,6 +205,7 @@ const HOST_KEYS: &[&str] = &[
     "max_age",
     "notify_on_success",
     "notify_on_failure",
+    "notify_on_start",
 ];
 
 /// Keys every entry may carry and the plugin also receives.
@@ -593,6 +596,11 @@ impl EntryContext<'_> {
             .get("notify_on_failure")
             .map(|v| flag(v, &self.at("notify_on_failure")))
             .transpose()?;
+        let notify_on_start = map
+            .get("notify_on_start")
+            .map(|v| flag(v, &self.at("notify_on_start")))
+            .transpose()?
+            .unwrap_or(false);
 
         if let Some(Value::String(p)) = map.get("passphrase") {
             secrets.push(p.clone());
@@ -621,6 +629,7 @@ impl EntryContext<'_> {
             max_age,
             notify_on_success,
             notify_on_failure,
+            notify_on_start,
             plugin_config,
             secrets,
         })

@@ -17,10 +17,8 @@
 //! request is not posted twice. As in the legacy tool, it sends nothing unless
 //! `notify_on_success` / `notify_on_failure` say so. Grant derived from `url`.
 
-use backups_notify_http::{grant_for, headline, send};
-use backups_sdk::{
-    About, Context, Grants, Notifier, Plugin, PluginError, Report, ReportKind, Result,
-};
+use backups_notify_http::{good_news, grant_for, headline, kind_name, send};
+use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -84,16 +82,12 @@ impl Plugin for Matrix {
 
 impl Notifier for Matrix {
     fn notify(&mut self, report: &Report) -> Result<()> {
-        let text = if report.success && report.kind == ReportKind::Run {
+        let text = if good_news(report) {
             headline(report)
         } else {
             format!("{}\n\n{}", headline(report), report.summary)
         };
-        let kind = if report.kind == ReportKind::Stale {
-            "stale"
-        } else {
-            "run"
-        };
+        let kind = kind_name(report);
         let url = format!(
             "{}/_matrix/client/v3/rooms/{}/send/m.room.message/{}",
             self.config.url.trim_end_matches('/'),

@@ -7,7 +7,10 @@
 //! | key | meaning |
 //! |---|---|
 //! | `url` | the check's ping URL: a successful run pings it, a failed one pings `url/fail` (the healthchecks.io convention) |
-//! | `success_url`, `fail_url` | explicit URLs instead (other monitoring services) |
+//! | `success_url`, `fail_url`, `start_url` | explicit URLs instead (other monitoring services) |
+//!
+//! With `"notify_on_start": 1`, the run's start pings `url/start` (or `start_url`): the
+//! service then measures the run's duration and alerts on a run that never finishes.
 //!
 //! The monitoring service alerts when a success ping does not arrive in time, so this is
 //! a dead-man's switch outside this machine: if cron, the daemon or the machine itself
@@ -18,7 +21,9 @@
 //! the URLs: their scheme, host and port.
 
 use backups_notify_http::{grant_for, send};
-use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
+use backups_sdk::{
+    About, Context, Grants, Notifier, Plugin, PluginError, Report, ReportKind, Result,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -26,11 +31,13 @@ pub struct Config {
     url: Option<String>,
     success_url: Option<String>,
     fail_url: Option<String>,
+    start_url: Option<String>,
 }
 
 pub struct Ping {
     success: String,
     fail: String,
+    start: Option<String>,
 }
 
 impl Config {
@@ -59,8 +66,8 @@ impl Plugin for Ping {
             "healthchecks-style pings: success URL after a good run, fail URL otherwise",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .keys(&["url", "success_url", "fail_url"])
-        .secrets(&["url", "success_url", "fail_url"])
+        .keys(&["url", "success_url", "fail_url", "start_url"])
+        .secrets(&["url", "success_url", "fail_url", "start_url"])
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {
@@ -80,16 +87,27 @@ impl Plugin for Ping {
         let (success, fail) = config.urls()?;
         grant_for(&success)?;
         grant_for(&fail)?;
-        Ok(Ping { success, fail })
+        let start = config.start_url.clone().or(config
+            .url
+            .as_deref()
+            .map(|u| format!("{}/start", u.trim_end_matches('/'))));
+        Ok(Ping {
+            success,
+            fail,
+            start,
+        })
     }
 }
 
 impl Notifier for Ping {
     fn notify(&mut self, report: &Report) -> Result<()> {
-        let url = if report.success {
-            &self.success
-        } else {
-            &self.fail
+        let url = match report.kind {
+            ReportKind::Started => match &self.start {
+                Some(start) => start,
+                None => return Ok(()),
+            },
+            _ if report.success => &self.success,
+            _ => &self.fail,
         };
         let headers = [("content-type", "text/plain; charset=utf-8".to_string())];
         send("POST", url, &headers, report.summary.clone().into_bytes()).map(|_| ())

@@ -21,9 +21,7 @@
 
 use backups_notify_http::headline;
 use backups_sdk::config::flag;
-use backups_sdk::{
-    About, Context, Grants, Notifier, Plugin, PluginError, Report, ReportKind, Result,
-};
+use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -260,11 +258,7 @@ impl Smtp {
             to.join(", "),
             rfc5322(report.finished_at),
             report.run_id,
-            if report.kind == ReportKind::Stale {
-                "stale"
-            } else {
-                "run"
-            },
+            backups_notify_http::kind_name(report),
             self.hostname,
             report.job,
             report.hostname,
@@ -274,7 +268,8 @@ impl Smtp {
 
 impl Notifier for Smtp {
     fn notify(&mut self, report: &Report) -> Result<()> {
-        let to = if report.success {
+        // Starts and good runs go to success_to; failures and stale alerts to failure_to.
+        let to = if backups_notify_http::good_news(report) {
             &self.success_to
         } else {
             &self.failure_to

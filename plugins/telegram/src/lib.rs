@@ -16,10 +16,8 @@
 //! characters). As in the legacy tool, it sends nothing unless `notify_on_success` /
 //! `notify_on_failure` say so. Grant derived from `api_url`.
 
-use backups_notify_http::{grant_for, headline, post_json};
-use backups_sdk::{
-    About, Context, Grants, Notifier, Plugin, PluginError, Report, ReportKind, Result,
-};
+use backups_notify_http::{good_news, grant_for, headline, post_json};
+use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
 
 /// Telegram refuses longer messages.
@@ -77,7 +75,7 @@ impl Plugin for Telegram {
 
 impl Notifier for Telegram {
     fn notify(&mut self, report: &Report) -> Result<()> {
-        let mut text = if report.success && report.kind == ReportKind::Run {
+        let mut text = if good_news(report) {
             headline(report)
         } else {
             format!("{}\n\n{}", headline(report), report.summary)

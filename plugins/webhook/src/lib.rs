@@ -18,10 +18,8 @@
 //! `notify_on_success` / `notify_on_failure` say so (`--dry-run` shows what applies).
 //! Grant derived from `url`: its scheme, host and port.
 
-use backups_notify_http::{grant_for, headline, post_json, report_json};
-use backups_sdk::{
-    About, Context, Grants, Notifier, Plugin, PluginError, Report, ReportKind, Result,
-};
+use backups_notify_http::{good_news, grant_for, headline, post_json, report_json};
+use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -79,7 +77,7 @@ impl Plugin for Webhook {
 
 /// The message text: the headline, and for failures and stale reports the table.
 fn text(report: &Report) -> String {
-    if report.success && report.kind == ReportKind::Run {
+    if good_news(report) {
         headline(report)
     } else {
         format!("{}\n```\n{}```", headline(report), report.summary)
@@ -88,7 +86,7 @@ fn text(report: &Report) -> String {
 
 impl Notifier for Webhook {
     fn notify(&mut self, report: &Report) -> Result<()> {
-        let good = report.success;
+        let good = good_news(report);
         let body = match self.config.kind.as_str() {
             "slack" => serde_json::json!({
                 "username": "Backup Agent",

@@ -139,9 +139,32 @@ pub fn grant_for(url: &str) -> Result<String> {
     Ok(format!("{scheme}://{authority}"))
 }
 
+/// Whether the report is good news: a start, or a run in which everything succeeded.
+/// Good news is a headline; bad news also carries the summary table.
+pub fn good_news(report: &Report) -> bool {
+    match report.kind {
+        ReportKind::Started => true,
+        ReportKind::Run => report.success,
+        ReportKind::Stale => false,
+    }
+}
+
+/// The report kind as a word, for JSON and identifiers.
+pub fn kind_name(report: &Report) -> &'static str {
+    match report.kind {
+        ReportKind::Run => "run",
+        ReportKind::Stale => "stale",
+        ReportKind::Started => "started",
+    }
+}
+
 /// One line: what happened, for chat messages and subjects.
 pub fn headline(report: &Report) -> String {
     match report.kind {
+        ReportKind::Started => format!(
+            "Backup of job {} on {} started",
+            report.job, report.hostname
+        ),
         ReportKind::Stale => format!(
             "Backups OVERDUE for job {} on {}: {} source/destination pair(s) without a fresh copy",
             report.job,
@@ -205,7 +228,7 @@ fn outcome(o: Outcome) -> &'static str {
 /// The whole report as JSON: the generic webhook's body, and the Elasticsearch document.
 pub fn report_json(report: &Report) -> serde_json::Value {
     serde_json::json!({
-        "kind": match report.kind { ReportKind::Run => "run", ReportKind::Stale => "stale" },
+        "kind": kind_name(report),
         "job": report.job,
         "hostname": report.hostname,
         "run_id": report.run_id,
