@@ -108,18 +108,7 @@ fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
 }
 
 fn decrypted(work: &Path, id: &str, kind: &str) -> Vec<u8> {
-    let artifact = artifacts(&work.join("dest"))
-        .into_iter()
-        .find(|a| {
-            a.display()
-                .to_string()
-                .ends_with(&format!("/{id}.{kind}.gz.gpg"))
-        })
-        .unwrap_or_else(|| panic!("no {kind} artifact for {id}"));
-    let gz = Gpg::new().decrypt(&artifact, Some("pw-pw-pw"));
-    let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut out).unwrap();
-    out
+    gunzip(&decrypt_artifact(&work.join("dest"), id, kind, "pw-pw-pw"))
 }
 
 /// Asserts a failed source: named reason, nothing uploaded for it, no password printed,

@@ -35,18 +35,13 @@ fn job(work: &Path, sources: Vec<serde_json::Value>) -> std::path::PathBuf {
 }
 
 fn decrypted(work: &Path, id: &str) -> String {
-    let artifact = artifacts(&work.join("dest"))
-        .into_iter()
-        .find(|a| {
-            a.display()
-                .to_string()
-                .ends_with(&format!("/{id}.txt.gz.gpg"))
-        })
-        .unwrap_or_else(|| panic!("no artifact for {id}"));
-    let gz = Gpg::new().decrypt(&artifact, Some("pw-pw-pw"));
-    let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
-    text
+    String::from_utf8(gunzip(&decrypt_artifact(
+        &work.join("dest"),
+        id,
+        "txt",
+        "pw-pw-pw",
+    )))
+    .unwrap()
 }
 
 #[test]

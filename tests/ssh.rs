@@ -115,15 +115,7 @@ fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
 }
 
 fn decrypted(work: &Path, id: &str, kind: &str) -> Vec<u8> {
-    let artifact = artifacts(&work.join("dest"))
-        .into_iter()
-        .find(|a| {
-            a.display()
-                .to_string()
-                .ends_with(&format!("/{id}.{kind}.gz.gpg"))
-        })
-        .unwrap_or_else(|| panic!("no {kind} artifact for {id}"));
-    Gpg::new().decrypt(&artifact, Some("pw-pw-pw"))
+    decrypt_artifact(&work.join("dest"), id, kind, "pw-pw-pw")
 }
 
 #[test]

@@ -335,3 +335,23 @@ pub fn start_server(cmd: &mut Command, port: u16, what: &str) -> Server {
     }
     server
 }
+
+/// The artifact `{id}.{kind}.gz.gpg` stored under `dest`, decrypted with stock gpg: the
+/// gzip stream inside.
+pub fn decrypt_artifact(dest: &Path, id: &str, kind: &str, passphrase: &str) -> Vec<u8> {
+    let artifact = artifacts(dest)
+        .into_iter()
+        .find(|a| {
+            a.display()
+                .to_string()
+                .ends_with(&format!("/{id}.{kind}.gz.gpg"))
+        })
+        .unwrap_or_else(|| panic!("no {kind} artifact for {id} under {}", dest.display()));
+    Gpg::new().decrypt(&artifact, Some(passphrase))
+}
+
+pub fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+    out
+}
