@@ -229,3 +229,195 @@ fn a_dump_that_fails_half_way_is_never_uploaded() {
         "temp artifact removed"
     );
 }
+
+#[test]
+fn handle_hoarding_and_endless_recursion_are_contained() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    fs::write(granted.join("f"), b"a file to open again and again").unwrap();
+    let o = run_with(
+        work.path(),
+        vec![hostile("open-files", &granted), hostile("stack", &granted)],
+        json!({"resources": 256}),
+    );
+    assert_good_source_stored_alone(&o);
+    let hoard = o.error("open-files");
+    // Either the guest's open fails or the instance traps; both name the limit's effect
+    // well before the process's own descriptor limit.
+    let opened: usize = hoard
+        .split("opening handle ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        hoard.contains("limits.resources") || (1..=256).contains(&opened),
+        "{hoard}"
+    );
+    let stack = o.error("stack");
+    assert!(
+        stack.contains("call stack exhausted") || stack.contains("stack overflow"),
+        "{stack}"
+    );
+}
+
+#[test]
+fn a_log_flood_is_capped_and_said_so() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let o = run_with(
+        work.path(),
+        vec![hostile("log-flood", &granted)],
+        json!({"log_kib": 64}),
+    );
+    // The flood itself is no failure: the plugin's 100 MiB of stderr were cut at 64 KiB.
+    assert_eq!(o.source("log-flood")["ok"], true, "{}", o.run.stderr);
+    assert!(
+        o.run.stderr.len() < 1 << 20,
+        "{} bytes of stderr reached the log",
+        o.run.stderr.len()
+    );
+    assert!(
+        o.run.stderr.contains("further output dropped"),
+        "the cut is said: {}",
+        &o.run.stderr[o.run.stderr.len().saturating_sub(2000)..]
+    );
+}
+
+#[test]
+fn a_granted_command_never_runs_through_a_shell() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let mut injection = hostile("run-injection", &granted);
+    injection["grants"]["run"] = json!(["echo"]);
+    let o = run_with(work.path(), vec![injection], json!({}));
+    assert_eq!(o.source("run-injection")["ok"], true, "{}", o.run.stderr);
+    let stored = gunzip(&decrypt_artifact(
+        &o.dest,
+        "run-injection",
+        "txt",
+        "pw-pw-pw",
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&stored),
+        "; id; $(id) `id` | cat /etc/passwd && touch /tmp/backups-injected\n",
+        "echo got one literal argument"
+    );
+    assert!(!Path::new("/tmp/backups-injected").exists());
+}
+
+/// A one-shot HTTP server answering every request with `response`; counts connections.
+fn http_server(response: &'static str) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(response.as_bytes());
+        }
+    });
+    (port, hits)
+}
+
+#[test]
+fn http_to_peers_not_granted_is_refused_through_redirects_and_aliases() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    // The forbidden server holds "secrets"; the granted one redirects to it.
+    let (forbidden, forbidden_hits) =
+        http_server("HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecret");
+    let redirect: &'static str = Box::leak(
+        format!(
+            "HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:{forbidden}/secret\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        )
+        .into_boxed_str(),
+    );
+    let (allowed, allowed_hits) = http_server(redirect);
+
+    let attack = |id: &str, target: String| {
+        let mut h = hostile("http", &granted);
+        h["id"] = json!(id);
+        h["target"] = json!(target);
+        h["grants"]["net"] = json!([format!("127.0.0.1:{allowed}")]);
+        h
+    };
+    // A name other than `localhost` that resolves to loopback (here: this machine's own
+    // name, which /etc/hosts maps to 127.0.0.1), granted by name: a grant of a name must
+    // not lead into this host.
+    let own_name = loopback_name();
+    let mut rebind = attack("rebind", format!("http://{own_name}:{forbidden}/"));
+    rebind["grants"]["net"] = json!([format!("{own_name}:{forbidden}")]);
+    let o = run_with(
+        work.path(),
+        vec![
+            attack("redirect", format!("http://127.0.0.1:{allowed}/")),
+            attack("alias", format!("http://localhost:{forbidden}/")),
+            attack("direct", format!("http://127.0.0.1:{forbidden}/")),
+            rebind,
+        ],
+        json!({}),
+    );
+    assert_good_source_stored_alone(&o);
+    assert!(
+        o.run.stderr.contains(&format!(
+            "denied: {own_name} resolves to the internal address"
+        )),
+        "{}",
+        o.run.stderr
+    );
+    for id in ["redirect", "alias", "direct", "rebind"] {
+        let e = o.error(id);
+        assert!(e.contains("refused") || e.contains("denied"), "{id}: {e}");
+    }
+    assert!(
+        allowed_hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the granted server was reached"
+    );
+    assert_eq!(
+        forbidden_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no request reached the server that was not granted"
+    );
+    assert!(
+        o.run
+            .stderr
+            .contains("denied: no net grant matches 127.0.0.1"),
+        "{}",
+        o.run.stderr
+    );
+}
+
+/// This machine's host name, which must resolve to a loopback address (as /etc/hosts
+/// makes it on Debian and in CI).
+fn loopback_name() -> String {
+    use std::net::ToSocketAddrs;
+    let name = String::from_utf8(
+        std::process::Command::new("hostname")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
+    let loopback = (name.as_str(), 80)
+        .to_socket_addrs()
+        .map(|mut a| a.any(|a| a.ip().is_loopback()))
+        .unwrap_or(false);
+    assert!(
+        loopback && name != "localhost",
+        "this test needs the host name ({name:?}) to resolve to a loopback address, \
+         as /etc/hosts does on Debian"
+    );
+    name
+}

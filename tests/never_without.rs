@@ -210,3 +210,39 @@ fn a_destination_that_cannot_be_listed_loses_nothing() {
         r.stderr
     );
 }
+
+#[test]
+fn a_listing_full_of_garbage_is_never_acted_on() {
+    let s = setup(
+        json!({"id": "flaky", "type": "flaky", "retention_copies": 1, "min_copies": 1,
+               "plugin": fixture("backups_test_flaky_destination.wasm"),
+               "grants": {"write": ["PLACEHOLDER"]}}),
+    );
+    let text = fs::read_to_string(&s.job)
+        .unwrap()
+        .replace("PLACEHOLDER", s.dest.to_str().unwrap());
+    fs::write(&s.job, text).unwrap();
+    // What an escaping delete would hit.
+    let outside = s.work.path().join("outside");
+    fs::write(&outside, b"not a backup").unwrap();
+    fs::write(s.dest.join(".garbage-list"), b"").unwrap();
+
+    for n in 0..3 {
+        let r = run_on(&s, n);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+    }
+    // Retention still works on the real copies, and only on them.
+    assert_eq!(stored_days(&s.dest), [2]);
+    assert!(outside.exists());
+    let deleted = fs::read_to_string(s.dest.join(".deleted")).unwrap_or_default();
+    for key in deleted.lines() {
+        assert!(
+            key.starts_with("h/2026-01-0") && !key.contains("..") && !key.contains('\n'),
+            "the host deleted a key it made up from garbage: {key:?}\n{deleted}"
+        );
+    }
+    assert!(
+        !deleted.contains("1999-01-01"),
+        "look-alikes without a manifest are not copies"
+    );
+}

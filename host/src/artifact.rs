@@ -79,7 +79,9 @@ pub fn parse_key(hostname: &str, key: &str) -> Option<(String, Timestamp)> {
         return None;
     }
     let time = time.strip_suffix('Z')?;
-    if time.len() != 6 || date.len() != 10 {
+    // Names come from a plugin's listing: check before slicing (a multi-byte character
+    // would make the byte ranges below panic).
+    if time.len() != 6 || date.len() != 10 || !time.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let stamp: Timestamp = format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6])
@@ -130,6 +132,21 @@ mod tests {
         assert_eq!(key, "db1.example.com/2026-11-22/020304Z/etc.tar.gz.gpg");
         assert_eq!(parse_key("db1.example.com", &key), Some(("etc".into(), t)));
         assert_eq!(parse_key("other", &key), None);
+    }
+
+    #[test]
+    fn names_a_plugin_made_up_are_refused_not_panicked_on() {
+        for key in [
+            "h/2026-01-01/1é345Z/etc.tar.gz.gpg",
+            "h/2026-01-01/12:45Z/etc.tar.gz.gpg",
+            "h/2026-13-45/010000Z/etc.tar.gz.gpg",
+            "h/2026-01-01/010000Z/../../etc.tar.gz.gpg",
+            "h//010000Z/etc",
+            "h/",
+            "",
+        ] {
+            assert_eq!(parse_key("h", key), None, "{key:?}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 use backups::config::{Job, PluginSource};
 use backups::job::{self, Progress};
 use backups::runtime::{Runtime, loader, world};
+use backups::trust::{TrustPolicy, TrustSettings};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,10 @@ pub struct Cli {
     /// Only warnings and errors (for cron: silence means success).
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     quiet: bool,
+    /// Run even as root (refused by default: granted commands would run as root).
+    #[arg(long, global = true, env = "BACKUPS_ALLOW_ROOT",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    allow_root: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,6 +48,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// What a job would run, for a security review: per plugin instance its digest,
+    /// signature, every grant and where it came from, and the grants that are risky
+    /// (shells, wildcard network, writes outside the temp dir). Touches nothing.
+    Check { job: PathBuf },
     /// Run jobs on their `schedule` (cron), instead of a crontab that can vanish. A job
     /// never overlaps itself; a run missed while the machine was down runs at start-up.
     Daemon {
@@ -147,6 +156,9 @@ enum PluginsCommand {
     Inspect {
         /// A `.wasm` file, or the name of an embedded plugin.
         plugin: String,
+        /// Check the file's detached signature (`FILE.sig`) against these public keys.
+        #[arg(long, value_name = "KEYRING")]
+        trusted_keys: Vec<PathBuf>,
     },
 }
 
@@ -165,8 +177,22 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
-            Command::Run { job, dry_run, json } => run(&job, dry_run, json, cli.quiet).await,
-            Command::Daemon { jobs } => daemon(&jobs).await,
+            Command::Run {
+                dry_run: true, job, ..
+            }
+            | Command::Check { job } => check(&job).await,
+            Command::Run { job, json, .. } => {
+                if let Err(e) = backups::privileges::check(cli.allow_root) {
+                    return fail(format!("{e:#}"));
+                }
+                run(&job, json, cli.quiet).await
+            }
+            Command::Daemon { jobs } => {
+                if let Err(e) = backups::privileges::check(cli.allow_root) {
+                    return fail(format!("{e:#}"));
+                }
+                daemon(&jobs).await
+            }
             Command::Status {
                 job,
                 json,
@@ -186,6 +212,9 @@ pub fn main() -> ExitCode {
                 to,
                 extract,
             } => {
+                if let Err(e) = backups::privileges::check(cli.allow_root) {
+                    return fail(format!("{e:#}"));
+                }
                 let target = match (to, extract) {
                     (Some(to), _) => backups::restore::Target::Stream(to),
                     (None, Some(dir)) => backups::restore::Target::Extract(dir),
@@ -197,8 +226,12 @@ pub fn main() -> ExitCode {
                 command: PluginsCommand::List { job },
             } => plugins_list(job.as_deref()),
             Command::Plugins {
-                command: PluginsCommand::Inspect { plugin },
-            } => plugins_inspect(&plugin).await,
+                command:
+                    PluginsCommand::Inspect {
+                        plugin,
+                        trusted_keys,
+                    },
+            } => plugins_inspect(&plugin, trusted_keys).await,
         }
     })
 }
@@ -249,24 +282,27 @@ async fn daemon(paths: &[PathBuf]) -> ExitCode {
     }
 }
 
-async fn run(path: &Path, dry_run: bool, json: bool, quiet: bool) -> ExitCode {
-    let job = match Job::load(path) {
-        Ok(job) => job,
-        Err(e) => return fail(format!("{e:#}")),
-    };
-    let runtime = match runtime_for(Some(&job)) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("{e:#}")),
-    };
-    let plan = match job::plan(job, &runtime).await {
+/// `check` and `run --dry-run`: the plan, every grant and its origin, the risks.
+async fn check(path: &Path) -> ExitCode {
+    let (_runtime, plan) = match planned(path).await {
         Ok(p) => p,
-        Err(e) => return fail(format!("{e:#}")),
+        Err(code) => return code,
     };
-    if dry_run {
-        print!("{}", plan.describe());
-        println!("\ndry run: nothing was read, written or deleted");
-        return ExitCode::SUCCESS;
-    }
+    let described = plan.describe();
+    print!("{described}");
+    let risks = described
+        .lines()
+        .filter(|l| l.trim_start().starts_with("RISK:"))
+        .count();
+    println!("\n{risks} risk(s) flagged; dry run: nothing was read, written or deleted");
+    ExitCode::SUCCESS
+}
+
+async fn run(path: &Path, json: bool, quiet: bool) -> ExitCode {
+    let (runtime, plan) = match planned(path).await {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     for w in &plan.warnings {
         tracing::warn!("{w}");
     }
@@ -502,17 +538,22 @@ fn plugins_list(job_path: Option<&Path>) -> ExitCode {
             Err(e) => return fail(format!("{e:#}")),
         };
         println!("named by {}:", path.display());
+        let trust = match TrustPolicy::load(&job.trust, &path.display().to_string()) {
+            Ok(t) => t,
+            Err(e) => return fail(format!("{e:#}")),
+        };
         for entry in job.entries() {
             if let PluginSource::File { path, sha256 } = &entry.plugin {
-                match runtime.load_file(path, sha256.as_deref()) {
+                match runtime.load_file(path, sha256.as_deref(), &trust) {
                     Ok(p) => println!(
-                        "  {} {} — {} WIT {} sha256 {}{}",
+                        "  {} {} — {} WIT {} sha256 {}{}; {}",
                         entry.label(),
                         path.display(),
                         p.world.role,
                         p.world.version,
                         p.digest,
-                        if sha256.is_some() { " (pinned)" } else { "" }
+                        if sha256.is_some() { " (pinned)" } else { "" },
+                        p.signature
                     ),
                     Err(e) => println!("  {} BROKEN: {e:#}", entry.label()),
                 }
@@ -522,14 +563,22 @@ fn plugins_list(job_path: Option<&Path>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn plugins_inspect(plugin: &str) -> ExitCode {
+async fn plugins_inspect(plugin: &str, trusted_keys: Vec<PathBuf>) -> ExitCode {
     let runtime = match runtime_for(None) {
         Ok(r) => r,
         Err(e) => return fail(format!("{e:#}")),
     };
+    let settings = TrustSettings {
+        keyrings: trusted_keys,
+        require_signed: false,
+    };
+    let trust = match TrustPolicy::load(&settings, "--trusted-keys") {
+        Ok(t) => t,
+        Err(e) => return fail(format!("{e:#}")),
+    };
     let as_path = Path::new(plugin);
     let loaded = if as_path.exists() || plugin.ends_with(".wasm") {
-        runtime.load_file(as_path, None)
+        runtime.load_file(as_path, None, &trust)
     } else {
         runtime.load_embedded(plugin)
     };
@@ -569,6 +618,7 @@ async fn plugins_inspect(plugin: &str) -> ExitCode {
                 "third-party file: gets only the grants a job gives it",
         }
     );
+    println!("signature:   {}", loaded.signature);
     println!("config keys: {}", list_or_none(&about.config_keys));
     println!("secret keys: {}", list_or_none(&about.secret_keys));
     println!("imports (what it can ask the host for; each is still checked against grants):");

@@ -22,8 +22,12 @@
 //! | [`report`] | what a run did, for humans and notifiers |
 //! | [`status`] | the dead-man's switch: is every source's newest copy fresh enough? |
 //! | [`redact`] | keeping secrets out of every line we print |
+//! | [`trust`] | plugin signatures and the job's signing policy |
+//! | [`audit`] | what `check` says of each grant: where it came from, what is risky |
+//! | [`privileges`] | refusing to run as the wrong user (root) |
 
 pub mod artifact;
+pub mod audit;
 pub mod config;
 pub mod crypto;
 pub mod daemon;
@@ -32,6 +36,7 @@ pub mod job;
 pub mod lock;
 pub mod pipeline;
 pub mod plan;
+pub mod privileges;
 pub mod redact;
 pub mod report;
 pub mod restore;
@@ -39,3 +44,4 @@ pub mod retention;
 pub mod runtime;
 pub mod schedule;
 pub mod status;
+pub mod trust;

@@ -2,12 +2,14 @@
 //! grants. Any error here stops the job before anything is read or written, so bad input
 //! never leaves half a backup behind. `--dry-run` prints the plan.
 
+use crate::audit;
 use crate::config::{self, Entry, Job, PluginSource, Role};
 use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::redact::Redactor;
 use crate::retention;
 use crate::runtime::bindings::About;
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::trust::{Signature, TrustPolicy};
 use anyhow::Result;
 
 /// An entry ready to run: its plugin, what it says about itself, and its grants.
@@ -53,14 +55,16 @@ pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
     for entry in job.entries() {
         redactor.add_all(&entry.secrets);
     }
+    let trust = TrustPolicy::load(&job.trust, &job.path.display().to_string())?;
     let mut lists: Vec<Vec<Planned>> = Vec::new();
     for list in [&job.sources, &job.destinations, &job.notifications] {
         let mut planned = Vec::new();
         for entry in list {
-            planned.push(plan_entry(entry, &job, runtime, &redactor, &mut warnings).await?);
+            planned.push(plan_entry(entry, &job, runtime, &trust, &redactor, &mut warnings).await?);
         }
         lists.push(planned);
     }
+    warnings.extend(exposed_secrets_warning(&job, lists.iter().flatten()));
     let notifications = lists.pop().unwrap_or_default();
     let destinations = lists.pop().unwrap_or_default();
     let sources = lists.pop().unwrap_or_default();
@@ -74,17 +78,47 @@ pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
     })
 }
 
+/// A job file readable by other users must not hold secrets in clear: say which ones.
+fn exposed_secrets_warning<'a>(
+    job: &Job,
+    planned: impl Iterator<Item = &'a Planned>,
+) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&job.path).ok()?.permissions().mode();
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    let literal: Vec<String> = planned
+        .flat_map(|p| {
+            config::literal_secret_keys(&p.entry, &p.about.secret_keys)
+                .into_iter()
+                .map(|k| format!("{}.{k}", p.entry.label()))
+        })
+        .collect();
+    if literal.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "{}: readable by group or others (mode {:03o}) and holds secrets in clear ({}): \
+         chmod 600 it, or write them as {{\"env\": \"NAME\"}} / {{\"file\": \"/path\"}}",
+        job.path.display(),
+        mode & 0o777,
+        literal.join(", ")
+    ))
+}
+
 async fn plan_entry(
     entry: &Entry,
     job: &Job,
     runtime: &Runtime,
+    trust: &TrustPolicy,
     redactor: &Redactor,
     warnings: &mut Vec<String>,
 ) -> Result<Planned> {
     let shown = job.path.display();
     let label = entry.label();
     let plugin = runtime
-        .load_entry(entry)
+        .load_entry(entry, trust)
         .map_err(|e| anyhow::anyhow!("{shown}: {e:#}"))?;
     let config_json = serde_json::to_string(&entry.plugin_config)?;
 
@@ -144,7 +178,7 @@ impl JobPlan {
     pub fn describe(&self) -> String {
         let job = &self.job;
         let mut out = format!(
-            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {} KiB of log per plugin\n",
+            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {} KiB of log, {} handles per plugin\n",
             job.name,
             job.path.display(),
             job.hostname,
@@ -152,6 +186,7 @@ impl JobPlan {
             job.limits.memory_bytes >> 20,
             job.limits.call_seconds,
             job.limits.log_bytes >> 10,
+            job.limits.resources,
         );
         for (title, list) in [
             ("sources", &self.sources),
@@ -227,9 +262,20 @@ impl JobPlan {
                         );
                     }
                 }
+                out += &format!("    signature: {}\n", p.plugin.signature);
+                if matches!(
+                    p.plugin.signature,
+                    Signature::Unsigned | Signature::Unchecked
+                ) {
+                    out += "    RISK: a third-party plugin whose signature is not checked \
+                            (see trusted_plugin_keys, require_signed_plugins)\n";
+                }
                 out += &format!("    grants: {}\n", p.grants.origin);
-                for line in p.grants.describe() {
+                for line in audit::grant_provenance(&p.grants, &e.plugin_config) {
                     out += &format!("      {line}\n");
+                }
+                for risk in audit::risks(&p.grants, &job.tmpdir) {
+                    out += &format!("    RISK: {risk}\n");
                 }
             }
         }

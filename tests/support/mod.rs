@@ -16,7 +16,11 @@ pub fn backups() -> Command {
         "BACKUPS_CACHE_DIR",
         Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
     )
-    .env_remove("BACKUPS_LOG");
+    .env_remove("BACKUPS_LOG")
+    // The tests run as root in CI; refusing root is itself tested (tests/trust.rs) with
+    // this variable removed.
+    .env("BACKUPS_ALLOW_ROOT", "1")
+    .env_remove("RUN_AS_USER");
     cmd
 }
 

@@ -11,6 +11,7 @@ pub use secrets::{SecretRef, resolve_secrets};
 
 use crate::grants::GrantSpec;
 use crate::schedule::{self, Schedule};
+use crate::trust::TrustSettings;
 use anyhow::{Context as _, Result, bail};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -47,6 +48,9 @@ pub struct Job {
     pub max_age: Option<Duration>,
     /// Where the scheduler keeps run times and locks (`state_dir`).
     pub state_dir: PathBuf,
+    /// Which keys sign third-party plugins, and whether a signature is required
+    /// (`trusted_plugin_keys`, `require_signed_plugins`).
+    pub trust: TrustSettings,
     /// Warnings found while reading (unknown keys...), shown before the run.
     pub warnings: Vec<String>,
 }
@@ -130,6 +134,9 @@ pub struct Limits {
     pub call_seconds: u64,
     /// Log bytes one instance may emit before the rest is dropped (and that is said).
     pub log_bytes: u64,
+    /// Handles (open files, streams, sockets, pollables) one instance may hold at once:
+    /// each may be a host file descriptor, and those are shared by the whole run.
+    pub resources: u64,
 }
 
 impl Default for Limits {
@@ -138,6 +145,7 @@ impl Default for Limits {
             memory_bytes: 512 << 20,
             call_seconds: 6 * 3600,
             log_bytes: 1 << 20,
+            resources: 4096,
         }
     }
 }
@@ -176,8 +184,11 @@ pub struct Entry {
     /// The keys the plugin gets: `id`, `name`, `type` and its own keys. Host keys
     /// (passphrase, grants, retention...) are never passed to a plugin.
     pub plugin_config: Map<String, Value>,
-    /// Values found behind secret references, redacted everywhere.
+    /// Secret values (from references, and the passphrase), redacted everywhere.
     pub secrets: Vec<String>,
+    /// Of those, the ones written as `{"env": ...}` / `{"file": ...}` references rather
+    /// than literally in the job file.
+    pub referenced_secrets: Vec<String>,
 }
 
 impl Entry {
@@ -224,6 +235,8 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "schedule",
     "max_age",
     "state_dir",
+    "trusted_plugin_keys",
+    "require_signed_plugins",
 ];
 
 impl Job {
@@ -306,6 +319,20 @@ impl Job {
         };
 
         let base_dir = path.parent().unwrap_or(Path::new("."));
+        let trust = TrustSettings {
+            keyrings: match root.get("trusted_plugin_keys") {
+                None => Vec::new(),
+                Some(v) => string_list(v, &format!("{shown}: trusted_plugin_keys"))?
+                    .into_iter()
+                    .map(|p| base_dir.join(p))
+                    .collect(),
+            },
+            require_signed: root
+                .get("require_signed_plugins")
+                .map(|v| flag(v, &format!("{shown}: require_signed_plugins")))
+                .transpose()?
+                .unwrap_or(false),
+        };
         let mut lists = Vec::new();
         for role in [Role::Source, Role::Destination, Role::Notifier] {
             let key = role.list_key();
@@ -345,6 +372,7 @@ impl Job {
             schedule,
             max_age,
             state_dir,
+            trust,
             warnings,
         };
         job.validate()?;
@@ -533,6 +561,7 @@ impl EntryContext<'_> {
             }
             resolve_secrets(value, &self.at(key), &mut secrets)?;
         }
+        let referenced_secrets = secrets.clone();
 
         let grants = map
             .get("grants")
@@ -632,6 +661,7 @@ impl EntryContext<'_> {
             notify_on_start,
             plugin_config,
             secrets,
+            referenced_secrets,
         })
     }
 
@@ -709,7 +739,8 @@ fn parse_limits(value: &Value, base: Limits, at: &str) -> Result<Limits> {
             "memory_mib" => limits.memory_bytes = n << 20,
             "call_seconds" => limits.call_seconds = n,
             "log_kib" => limits.log_bytes = n << 10,
-            _ => bail!("{at}.{key}: unknown limit (memory_mib, call_seconds, log_kib)"),
+            "resources" => limits.resources = n,
+            _ => bail!("{at}.{key}: unknown limit (memory_mib, call_seconds, log_kib, resources)"),
         }
     }
     Ok(limits)
@@ -719,6 +750,14 @@ fn string(value: &Value, at: &str) -> Result<String> {
     match value {
         Value::String(s) => Ok(s.clone()),
         other => bail!("{at}: must be a string, found {}", json_kind(other)),
+    }
+}
+
+/// One string or a list of strings.
+fn string_list(value: &Value, at: &str) -> Result<Vec<String>> {
+    match value {
+        Value::Array(items) => items.iter().map(|v| string(v, at)).collect(),
+        other => Ok(vec![string(other, at)?]),
     }
 }
 
@@ -800,20 +839,40 @@ pub fn unknown_keys(entry: &Entry, known: &[String]) -> Vec<String> {
 
 /// Values of `secret_keys` (dotted paths) in an entry's plugin config, for redaction.
 pub fn secret_values(config: &Map<String, Value>, secret_keys: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for key in secret_keys {
-        let mut parts = key.split('.');
-        let mut cur = parts.next().and_then(|p| config.get(p));
-        for p in parts {
-            cur = cur.and_then(|v| v.get(p));
-        }
-        if let Some(Value::String(s)) = cur
-            && !s.is_empty()
-        {
-            out.push(s.clone());
-        }
+    secret_keys
+        .iter()
+        .filter_map(|key| secret_value(config, key))
+        .collect()
+}
+
+/// The value of one secret key (a dotted path), if set.
+fn secret_value(config: &Map<String, Value>, key: &str) -> Option<String> {
+    let mut parts = key.split('.');
+    let mut cur = parts.next().and_then(|p| config.get(p));
+    for p in parts {
+        cur = cur.and_then(|v| v.get(p));
     }
-    out
+    match cur {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// The entry's secrets written literally in the job file (not as references), by key:
+/// the plugin's `secret_keys`, and the passphrase.
+pub fn literal_secret_keys(entry: &Entry, secret_keys: &[String]) -> Vec<String> {
+    let literal = |v: &String| !entry.referenced_secrets.contains(v);
+    let mut keys: Vec<String> = secret_keys
+        .iter()
+        .filter(|k| secret_value(&entry.plugin_config, k).is_some_and(|v| literal(&v)))
+        .cloned()
+        .collect();
+    if let Some(Encryption::Passphrase(p)) = &entry.encryption
+        && literal(p)
+    {
+        keys.push("passphrase".into());
+    }
+    keys
 }
 
 #[cfg(test)]

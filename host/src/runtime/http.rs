@@ -45,11 +45,25 @@ impl WasiHttpHooks for GrantedHttp {
             );
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
-        tracing::debug!(plugin = %self.policy.label, "http {} {}:{}", request.method(), host, port);
+        let policy = self.policy.clone();
+        tracing::debug!(plugin = %policy.label, "http {} {}:{}", request.method(), host, port);
         // The granted request goes out through wasmtime's own sender (rustls, webpki roots).
         _ = fut;
         Box::new(async move {
             use http_body_util::BodyExt;
+            if let Some(addr) = super::net::name_reaches_internal(&host, port).await {
+                policy
+                    .net_denials
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    plugin = %policy.label,
+                    capability = "net",
+                    wanted = %format!("{host}:{port}"),
+                    "denied: {host} resolves to the internal address {addr}; \
+                     grant that address itself if this is intended"
+                );
+                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+            }
             let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
             Ok((
                 response.map(BodyExt::boxed_unsync),

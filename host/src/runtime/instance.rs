@@ -66,6 +66,7 @@ pub struct Instance {
     pub(super) label: String,
     pub(super) call_limit: Duration,
     pub(super) memory_bytes: u64,
+    pub(super) resources: u64,
     pub(super) stderr: stdio::StderrCapture,
     pub(super) poisoned: bool,
 }
@@ -153,6 +154,11 @@ impl Instance {
             format!(
                 "exceeded its memory limit of {} MiB (limits.memory_mib)",
                 self.memory_bytes >> 20
+            )
+        } else if text.contains("resource table has no free keys") {
+            format!(
+                "held more than {} handles at once (limits.resources)",
+                self.resources
             )
         } else if let Some(code) = trap.downcast_ref::<wasmtime::Trap>() {
             code.to_string()

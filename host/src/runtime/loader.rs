@@ -3,6 +3,7 @@
 //! disk by content hash and engine, so the next run does not compile again.
 
 use super::world::{self, WorldInfo};
+use crate::trust::{Signature, TrustPolicy};
 use anyhow::{Context as _, Result, bail};
 use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
@@ -36,6 +37,8 @@ pub struct LoadedPlugin {
     /// sha256 of the `.wasm` bytes, hex.
     pub digest: String,
     pub size: usize,
+    /// What its signature says (embedded plugins need none).
+    pub signature: Signature,
 }
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
@@ -47,13 +50,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// Compiles (or loads from cache) `bytes`, refusing anything that is not a backups plugin.
+/// Compiles (or loads from cache) `bytes`, refusing anything that is not a backups
+/// plugin, that does not match its pinned digest, or that the trust policy refuses.
+/// Every check is on these bytes, the ones compiled.
 pub fn load(
     engine: &Engine,
     cache: Option<&ComponentCache>,
     origin: Origin,
     bytes: &[u8],
     pinned_sha256: Option<&str>,
+    trust: &TrustPolicy,
 ) -> Result<LoadedPlugin> {
     let digest = sha256_hex(bytes);
     if let Some(expected) = pinned_sha256
@@ -64,6 +70,10 @@ pub fn load(
              refusing to load it"
         );
     }
+    let signature = match &origin {
+        Origin::Embedded(_) => Signature::Embedded,
+        Origin::File(path) => trust.admit(path, bytes)?,
+    };
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
         bail!("{origin}: not a WebAssembly file (expected a wasm32-wasip2 component)");
     }
@@ -91,6 +101,7 @@ pub fn load(
         world,
         digest,
         size: bytes.len(),
+        signature,
     })
 }
 

@@ -14,10 +14,11 @@ mod host_api;
 mod http;
 mod instance;
 pub mod loader;
+mod net;
 pub mod sink;
 mod state;
 mod stdio;
-mod users;
+pub mod users;
 pub mod world;
 
 pub use instance::{CallError, Instance};
@@ -26,6 +27,7 @@ pub use loader::{LoadedPlugin, Origin};
 use crate::config::{Entry, Limits, PluginSource, Role};
 use crate::grants::Grants;
 use crate::redact::Redactor;
+use crate::trust::TrustPolicy;
 use anyhow::{Context as _, Result, bail};
 use instance::{Bindings, DESCRIBE_LIMIT};
 use state::{PluginState, Policy};
@@ -59,6 +61,7 @@ impl Runtime {
     /// An engine for untrusted components, with its epoch ticker, and the linker that
     /// offers them WASI, `wasi:http` and our host services.
     pub fn new(cache_dir: Option<&Path>) -> Result<Runtime> {
+        raise_open_file_limit();
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -113,10 +116,17 @@ impl Runtime {
             Origin::Embedded(name.to_string()),
             bytes,
             None,
+            &TrustPolicy::permissive(),
         )
     }
 
-    pub fn load_file(&self, path: &Path, sha256: Option<&str>) -> Result<LoadedPlugin> {
+    /// A third-party `.wasm`, checked against its pinned digest and the job's trust policy.
+    pub fn load_file(
+        &self,
+        path: &Path,
+        sha256: Option<&str>,
+        trust: &TrustPolicy,
+    ) -> Result<LoadedPlugin> {
         let bytes = loader::read_file(path)?;
         loader::load(
             &self.engine,
@@ -124,11 +134,12 @@ impl Runtime {
             Origin::File(path.to_path_buf()),
             &bytes,
             sha256,
+            trust,
         )
     }
 
     /// The plugin serving a job entry, checked to implement the entry's role.
-    pub fn load_entry(&self, entry: &Entry) -> Result<LoadedPlugin> {
+    pub fn load_entry(&self, entry: &Entry, trust: &TrustPolicy) -> Result<LoadedPlugin> {
         let plugin = match &entry.plugin {
             PluginSource::Embedded(kind) => self.load_embedded(kind).map_err(|_| {
                 anyhow::anyhow!(
@@ -139,7 +150,7 @@ impl Runtime {
                 )
             })?,
             PluginSource::File { path, sha256 } => self
-                .load_file(path, sha256.as_deref())
+                .load_file(path, sha256.as_deref(), trust)
                 .with_context(|| entry.label())?,
         };
         if plugin.world.role != entry.role {
@@ -213,7 +224,7 @@ impl Runtime {
                 {
                     return true;
                 }
-                let allowed = socket_allowed(&grants, &label, addr).await;
+                let allowed = net::socket_allowed(&grants, &label, addr).await;
                 if !allowed {
                     denials.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
@@ -239,7 +250,11 @@ impl Runtime {
             .build();
         let state = PluginState {
             wasi: wasi.build(),
-            table: wasmtime::component::ResourceTable::new(),
+            table: {
+                let mut table = wasmtime::component::ResourceTable::new();
+                table.set_max_capacity(setup.limits.resources.try_into().unwrap_or(usize::MAX));
+                table
+            },
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             http_hooks: http::GrantedHttp {
                 policy: policy.clone(),
@@ -305,6 +320,7 @@ impl Runtime {
             label: setup.label,
             call_limit: Duration::from_secs(setup.limits.call_seconds),
             memory_bytes: setup.limits.memory_bytes,
+            resources: setup.limits.resources,
             stderr,
             poisoned: false,
         })
@@ -330,27 +346,21 @@ impl Runtime {
     }
 }
 
-/// Sockets: only to peers a `net` grant names. Hostname grants are resolved here and
-/// compared by address; `*.suffix` grants cannot be checked by address and are for HTTP.
-async fn socket_allowed(grants: &Grants, label: &str, addr: std::net::SocketAddr) -> bool {
-    for rule in &grants.net {
-        if rule.is_wildcard() || rule.matches(&addr.ip().to_string(), addr.port()) {
-            return true;
-        }
-    }
-    for rule in &grants.net {
-        if let Some((host, port)) = rule.exact_host_port(addr.port())
-            && let Ok(mut addrs) = tokio::net::lookup_host((host.as_str(), port)).await
-            && addrs.any(|a| a == addr)
+/// Plugins' open files, sockets and streams are host descriptors, shared by every
+/// instance of the run; each instance is capped (`limits.resources`), and the process
+/// takes the whole allowance the system gives it (soft limit up to the hard one), as
+/// servers do, so that those caps and not the default 1024 are what bound a run.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
         {
-            return true;
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
         }
     }
-    tracing::warn!(
-        plugin = label,
-        capability = "net",
-        wanted = %addr,
-        "denied: no net grant matches socket address {addr}"
-    );
-    false
 }

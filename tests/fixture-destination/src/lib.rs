@@ -1,6 +1,8 @@
 //! A directory destination whose `list` fails while the file `{path}/.fail-list` exists
-//! (a failed listing must mean no deletes), and which reports a bucket-style expiry rule
-//! while `{path}/.rule-days` exists (for the audit of a backend's own deletion rules).
+//! (a failed listing must mean no deletes), which adds malformed entries to its listing
+//! while `{path}/.garbage-list` exists (the host must never act on them), and which
+//! reports a bucket-style expiry rule while `{path}/.rule-days` exists (for the audit of
+//! a backend's own deletion rules). Every delete is appended to `{path}/.deleted`.
 
 use backups_sdk::{
     About, Context, DeletionRule, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
@@ -74,7 +76,10 @@ impl Destination for Flaky {
         }
         let mut out = Vec::new();
         walk(&self.root, &self.root, &mut out)?;
-        out.retain(|o| o.key.starts_with(prefix));
+        out.retain(|o| o.key.starts_with(prefix) && !o.key.starts_with('.'));
+        if self.root.join(".garbage-list").exists() {
+            out.extend(garbage(prefix));
+        }
         Ok(out)
     }
     /// `{path}/.rule-days` holding N stands in for a bucket rule expiring objects after N days.
@@ -90,11 +95,62 @@ impl Destination for Flaky {
     }
 
     fn delete(&mut self, key: &str) -> Result<()> {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join(".deleted"))?;
+        writeln!(log, "{key}")?;
         match std::fs::remove_file(self.root.join(key)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
             _ => Ok(()),
         }
     }
+}
+
+/// Entries no honest listing holds: escapes, absolute paths, empty and absurd names,
+/// impossible sizes and times, duplicates, and a flood of look-alikes.
+fn garbage(prefix: &str) -> Vec<ObjectInfo> {
+    let entry = |key: String, size: u64, modified: Option<u64>| ObjectInfo {
+        key,
+        size,
+        modified,
+    };
+    let mut out = vec![
+        entry(format!("{prefix}../../outside"), 1, None),
+        entry("/etc/passwd".into(), 1, None),
+        entry(String::new(), 0, None),
+        entry(prefix.to_string(), u64::MAX, Some(u64::MAX)),
+        entry(
+            format!("{prefix}2026-13-45/99:99:99Z/x.tar.gz.gpg"),
+            1,
+            Some(0),
+        ),
+        // Six bytes, five characters: byte ranges would cut the `é`.
+        entry(
+            format!("{prefix}2026-01-01/1é345Z/src.tar.gz.gpg"),
+            1,
+            Some(0),
+        ),
+        entry(
+            format!("{prefix}2026-01-01/000000Z/../../../outside.tar.gz.gpg"),
+            1,
+            None,
+        ),
+        entry(
+            format!("{prefix}2026-01-01/000000Z/src.tar.gz.gpg\n/etc/passwd"),
+            1,
+            None,
+        ),
+    ];
+    for i in 0..20_000 {
+        out.push(entry(
+            format!("{prefix}1999-01-01/{:06}Z/src.tar.gz.gpg", i % 240_000),
+            u64::MAX,
+            Some(0),
+        ));
+    }
+    out
 }
 
 backups_sdk::export_destination!(Flaky);
