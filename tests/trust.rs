@@ -211,7 +211,10 @@ fn root_is_refused_unless_allowed_and_run_as_user_must_match() {
     if is_root {
         assert_eq!(r.code, 2, "{}", r.stderr);
         assert!(r.stderr.contains("refusing to run as root"), "{}", r.stderr);
-        assert!(artifacts(&work.path().join("dest")).is_empty(), "nothing written");
+        assert!(
+            artifacts(&work.path().join("dest")).is_empty(),
+            "nothing written"
+        );
         let r = run(backups()
             .env_remove("BACKUPS_ALLOW_ROOT")
             .arg("run")

@@ -2,6 +2,8 @@
 //! with no inherited environment.
 
 use crate::error::Result;
+#[cfg(feature = "destination")]
+use crate::streams::{ObjectReader, ObjectWriter};
 use crate::world::backups::plugin::process as wit;
 
 pub use wit::CommandOutput;
@@ -68,6 +70,28 @@ pub fn stream_stdout(command: &Command) -> Result<()> {
 /// Run a control command to completion, keeping at most `max_stdout` bytes of its stdout.
 pub fn run(command: &Command, max_stdout: u32) -> Result<CommandOutput> {
     wit::run(&command.to_wit(), max_stdout).map_err(Into::into)
+}
+
+/// Destinations: run a command (an upload client) with the object being stored as its
+/// standard input; the bytes go from the host to the command without passing through the
+/// plugin. Like [`run`], a non-zero exit is in the output, with at most `max_stdout` bytes
+/// of stdout and the stderr tail. `command` must not set [`Command::stdin`].
+#[cfg(feature = "destination")]
+pub fn stdin_from(
+    command: &Command,
+    data: &mut ObjectReader,
+    max_stdout: u32,
+) -> Result<CommandOutput> {
+    wit::stdin_from(&command.to_wit(), data.stream(), max_stdout).map_err(Into::into)
+}
+
+/// Destinations: run a command (a download client) and write its stdout into `sink`;
+/// returns the bytes written. `Ok` means it exited 0.
+#[cfg(feature = "destination")]
+pub fn stdout_to(command: &Command, sink: &mut ObjectWriter) -> Result<u64> {
+    let written = wit::stdout_to(&command.to_wit(), sink.stream())?;
+    sink.count(written);
+    Ok(written)
 }
 
 /// A 0600 file in the host's tmpdir holding `contents` (credentials); returns its path.

@@ -44,6 +44,18 @@ impl<'a> StreamWriter<'a> {
         self.written
     }
 
+    /// For host calls that write into this stream themselves (`process::stdout_to`);
+    /// they report what they wrote with [`Self::count`].
+    #[cfg(feature = "destination")]
+    pub(crate) fn stream(&self) -> &'a OutputStream {
+        self.stream
+    }
+
+    #[cfg(feature = "destination")]
+    pub(crate) fn count(&mut self, bytes: u64) {
+        self.written += bytes;
+    }
+
     /// Flushes and waits until the host has taken everything.
     #[doc(hidden)]
     pub fn finish(&mut self) -> Result<()> {
@@ -87,6 +99,11 @@ impl<'a> ObjectReader<'a> {
     #[doc(hidden)]
     pub fn new(stream: &'a InputStream) -> Self {
         Self { stream }
+    }
+
+    /// For host calls that read this stream themselves (`process::stdin_from`).
+    pub(crate) fn stream(&self) -> &'a InputStream {
+        self.stream
     }
 }
 

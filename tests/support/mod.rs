@@ -359,3 +359,41 @@ pub fn gunzip(gz: &[u8]) -> Vec<u8> {
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
     out
 }
+
+/// `len` incompressible bytes, the same for the same `seed` (a xorshift stream): for
+/// artifacts large enough to need multipart uploads, upload sessions or large files.
+pub fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The entry for destination `id` in a `backups run --json` report.
+pub fn destination_outcome(report: &serde_json::Value, id: &str) -> serde_json::Value {
+    report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["destination_id"] == id)
+        .unwrap_or_else(|| panic!("no outcome for {id}: {report}"))
+        .clone()
+}
+
+/// `backups verify JOB`: exit 0 and `copies` copies fetched, checked and decrypted ("ok"
+/// lines), one per source and destination.
+pub fn assert_verifies(job: &Path, copies: usize) {
+    let r = run(backups().arg("verify").arg(job));
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    assert_eq!(
+        r.stdout.lines().filter(|l| l.starts_with("ok")).count(),
+        copies,
+        "{}",
+        r.stdout
+    );
+}

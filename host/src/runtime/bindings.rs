@@ -43,6 +43,7 @@ pub mod notifier {
         imports: { default: async },
         exports: { default: async },
         with: {
+            "wasi": wasmtime_wasi::p2::bindings,
             "backups:plugin/types": super::source::backups::plugin::types,
             "backups:plugin/log": super::source::backups::plugin::log,
             "backups:plugin/fs-metadata": super::source::backups::plugin::fs_metadata,

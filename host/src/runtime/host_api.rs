@@ -6,9 +6,13 @@ use super::bindings::source::backups::plugin::types;
 use super::bindings::{ErrorKind, PluginError, fs_metadata, log, process};
 use super::sink::CHUNK_BYTES;
 use super::state::PluginState;
+use crate::redact::Redactor;
+use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
 use std::process::Stdio;
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use wasmtime::component::Resource;
+use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, Pollable as _, StreamError};
 
 /// How much of a command's stderr is kept for the error message and report.
 const STDERR_TAIL: usize = 8 << 10;
@@ -144,7 +148,14 @@ impl PluginState {
         }
     }
 
-    fn spawn(&self, program: &Path, command: &process::Command) -> Result<Spawned, PluginError> {
+    /// Starts `program` without a shell or inherited environment, in its own process
+    /// group. Its stdin is a pipe when `pipe_stdin`, /dev/null otherwise.
+    fn spawn(
+        &self,
+        program: &Path,
+        command: &process::Command,
+        pipe_stdin: bool,
+    ) -> Result<Spawned, PluginError> {
         tracing::debug!(
             plugin = %self.label(),
             "run {} {}",
@@ -156,7 +167,7 @@ impl PluginState {
             .env_clear()
             .envs(command.env.iter().map(|(k, v)| (k, v)))
             .current_dir("/")
-            .stdin(if command.stdin.is_some() {
+            .stdin(if pipe_stdin {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -174,16 +185,28 @@ impl PluginState {
             .map_err(|e| io_error(&e, &command.program))
     }
 
+    /// Checks the grant and starts `command` with its `stdin` bytes fed in the background.
+    fn start(&self, command: &process::Command) -> Result<Spawned, PluginError> {
+        let program = self.granted_program(command)?;
+        let mut child = self.spawn(&program, command, command.stdin.is_some())?;
+        Self::feed_stdin(&mut child, command.stdin.clone());
+        Ok(child)
+    }
+
     /// Feeds `stdin` to the child in the background and closes it; a child that exits
     /// without reading it all is not an error here (its exit status says what happened).
     fn feed_stdin(child: &mut tokio::process::Child, stdin: Option<Vec<u8>>) {
         if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
             tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
                 let _ = pipe.write_all(&bytes).await;
                 let _ = pipe.shutdown().await;
             });
         }
+    }
+
+    /// What a command's output is logged under, and how secrets are hidden from it.
+    fn output_context(&self) -> (String, Redactor) {
+        (self.label().to_string(), self.policy.redactor.clone())
     }
 }
 
@@ -228,51 +251,25 @@ impl process::Host for PluginState {
     }
 
     async fn stream_stdout(&mut self, command: process::Command) -> Result<(), PluginError> {
-        let program = self.granted_program(&command)?;
         let Some(sink) = self.sink.clone() else {
             return Err(failed(
                 ErrorKind::Permanent,
                 "stream-stdout is only available to a source during dump".into(),
             ));
         };
-        let mut child = self.spawn(&program, &command)?;
-        Self::feed_stdin(&mut child, command.stdin.clone());
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let label = self.label().to_string();
-        let redactor = self.policy.redactor.clone();
-
-        let pump = async {
-            let mut stdout = stdout;
-            loop {
-                let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
-                let n = stdout.read_buf(&mut buf).await?;
-                if n == 0 {
-                    return Ok::<_, std::io::Error>(true);
-                }
-                if sink.send(buf.freeze()).await.is_err() {
-                    // The pipeline stopped (it failed and says why); stop reading.
-                    return Ok(false);
-                }
-            }
-        };
-        let (pumped, stderr_tail) = tokio::join!(pump, stderr_lines(stderr, &label, &redactor));
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| io_error(&e, &command.program))?;
-        let complete = pumped.map_err(|e| io_error(&e, &command.program))?;
-        exit_result(&command.program, status, &stderr_tail)?;
-        if !complete {
-            return Err(failed(
+        let child = self.start(&command)?;
+        let (label, redactor) = self.output_context();
+        let to = StdoutTo::Artifact(sink);
+        match splice_stdout(child, &command.program, &label, &redactor, to).await? {
+            Spliced::Complete(_) => Ok(()),
+            Spliced::Stopped(_) => Err(failed(
                 ErrorKind::Permanent,
                 format!(
                     "{}: the artifact pipeline stopped before its output ended",
                     command.program
                 ),
-            ));
+            )),
         }
-        Ok(())
     }
 
     async fn run(
@@ -280,55 +277,222 @@ impl process::Host for PluginState {
         command: process::Command,
         max_stdout: u32,
     ) -> Result<process::CommandOutput, PluginError> {
+        let child = self.start(&command)?;
+        let (label, redactor) = self.output_context();
+        // The `stdin` bytes, if any, are fed in the background by `start`.
+        let fed = std::future::ready(Ok(true));
+        collect_output(child, &command.program, max_stdout, &label, &redactor, fed).await
+    }
+
+    async fn stdin_from(
+        &mut self,
+        command: process::Command,
+        data: Resource<DynInputStream>,
+        max_stdout: u32,
+    ) -> Result<process::CommandOutput, PluginError> {
         let program = self.granted_program(&command)?;
-        let mut child = self.spawn(&program, &command)?;
-        Self::feed_stdin(&mut child, command.stdin.clone());
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let label = self.label().to_string();
-        let redactor = self.policy.redactor.clone();
-        let limit = max_stdout as u64;
-        let collect = async {
-            let mut out = Vec::new();
-            stdout
-                .take(limit + 1)
-                .read_to_end(&mut out)
-                .await
-                .map(|_| out)
-        };
-        let (out, stderr_tail) = tokio::join!(collect, stderr_lines(stderr, &label, &redactor));
-        let out = out.map_err(|e| io_error(&e, &command.program))?;
-        if out.len() as u64 > limit {
-            let _ = child.kill().await;
+        if command.stdin.is_some() {
             return Err(failed(
                 ErrorKind::Permanent,
-                format!("{}: printed more than {max_stdout} bytes", command.program),
+                format!(
+                    "{}: stdin-from feeds the command from the stream; command.stdin must be none",
+                    command.program
+                ),
             ));
         }
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| io_error(&e, &command.program))?;
-        use std::os::unix::process::ExitStatusExt;
-        let exit_code = match (status.code(), status.signal()) {
-            (Some(code), _) => code,
-            (None, Some(signal)) => 128 + signal,
-            (None, None) => -1,
-        };
-        Ok(process::CommandOutput {
-            exit_code,
-            stdout: out,
-            stderr: stderr_tail,
-        })
+        let mut child = self.spawn(&program, &command, true)?;
+        let (label, redactor) = self.output_context();
+        let pipe = child.stdin.take().expect("piped");
+        let pgid = child.pgid;
+        let input = self.table.get_mut(&data).map_err(|e| table_error(&e))?;
+        let fed = feed_from_stream(input, pipe, pgid, &command.program);
+        collect_output(child, &command.program, max_stdout, &label, &redactor, fed).await
+    }
+
+    async fn stdout_to(
+        &mut self,
+        command: process::Command,
+        sink: Resource<DynOutputStream>,
+    ) -> Result<u64, PluginError> {
+        let child = self.start(&command)?;
+        let (label, redactor) = self.output_context();
+        let out = self.table.get_mut(&sink).map_err(|e| table_error(&e))?;
+        let to = StdoutTo::Stream(out);
+        match splice_stdout(child, &command.program, &label, &redactor, to).await? {
+            Spliced::Complete(bytes) => Ok(bytes),
+            Spliced::Stopped(why) => Err(failed(
+                ErrorKind::Permanent,
+                format!("{}: writing its output failed: {why}", command.program),
+            )),
+        }
     }
 }
 
-/// Logs a child's stderr line by line (redacted) and returns its tail.
-async fn stderr_lines(
-    stderr: impl AsyncRead + Unpin,
+/// Where a command's stdout goes.
+enum StdoutTo<'a> {
+    /// A source's artifact (`stream-stdout`).
+    Artifact(super::sink::ArtifactSink),
+    /// A stream the plugin was handed (`stdout-to`).
+    Stream(&'a mut DynOutputStream),
+}
+
+impl StdoutTo<'_> {
+    /// Hands over one chunk; an error says why the receiver took no more.
+    async fn deliver(&mut self, chunk: Bytes) -> Result<(), String> {
+        match self {
+            // A closed channel: the pipeline stopped (it failed and says why).
+            StdoutTo::Artifact(sink) => sink
+                .send(chunk)
+                .await
+                .map_err(|()| "the artifact pipeline stopped".into()),
+            StdoutTo::Stream(out) => out
+                .blocking_write_and_flush(chunk)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// How a command's stdout was delivered.
+enum Spliced {
+    /// Every byte, this many.
+    Complete(u64),
+    /// The receiver stopped taking bytes, for this reason.
+    Stopped(String),
+}
+
+/// Hands a command's stdout, chunk by chunk, to `to`, logs its stderr, and waits for it.
+/// Fails when the command does not exit 0 (the message ends with its stderr tail).
+async fn splice_stdout(
+    mut child: Spawned,
+    program: &str,
     label: &str,
-    redactor: &crate::redact::Redactor,
-) -> String {
+    redactor: &Redactor,
+    mut to: StdoutTo<'_>,
+) -> Result<Spliced, PluginError> {
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let pump = async {
+        let mut stdout = stdout;
+        let mut delivered = 0u64;
+        loop {
+            let mut buf = bytes::BytesMut::with_capacity(CHUNK_BYTES);
+            let n = stdout.read_buf(&mut buf).await?;
+            if n == 0 {
+                return Ok::<_, std::io::Error>(Spliced::Complete(delivered));
+            }
+            if let Err(why) = to.deliver(buf.freeze()).await {
+                // Stop reading: the command gets SIGPIPE or is stopped with its group.
+                return Ok(Spliced::Stopped(why));
+            }
+            delivered += n as u64;
+        }
+    };
+    let (pumped, stderr_tail) = tokio::join!(pump, stderr_lines(stderr, label, redactor));
+    let status = child.wait().await.map_err(|e| io_error(&e, program))?;
+    let spliced = pumped.map_err(|e| io_error(&e, program))?;
+    exit_result(program, status, &stderr_tail)?;
+    Ok(spliced)
+}
+
+/// Keeps at most `max_stdout` bytes of a command's stdout (more stops it and is an error)
+/// while `fed` gives it its input, logs its stderr, and returns how it ended. `fed` says
+/// whether the command read all of its input; one that exits 0 without having done so
+/// is an error.
+async fn collect_output(
+    mut child: Spawned,
+    program: &str,
+    max_stdout: u32,
+    label: &str,
+    redactor: &Redactor,
+    fed: impl Future<Output = Result<bool, PluginError>>,
+) -> Result<process::CommandOutput, PluginError> {
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let pgid = child.pgid;
+    let limit = max_stdout as u64;
+    let collect = async {
+        let mut out = Vec::new();
+        stdout.take(limit + 1).read_to_end(&mut out).await?;
+        if out.len() as u64 > limit {
+            // Stop it now: a command blocked on a full stdout would never finish reading
+            // its input.
+            kill_group(pgid);
+        }
+        Ok::<_, std::io::Error>(out)
+    };
+    let (fed, out, stderr_tail) = tokio::join!(fed, collect, stderr_lines(stderr, label, redactor));
+    let out = out.map_err(|e| io_error(&e, program))?;
+    if out.len() as u64 > limit {
+        return Err(failed(
+            ErrorKind::Permanent,
+            format!("{program}: printed more than {max_stdout} bytes"),
+        ));
+    }
+    let read_all_input = fed?;
+    let status = child.wait().await.map_err(|e| io_error(&e, program))?;
+    if status.success() && !read_all_input {
+        return Err(failed(
+            ErrorKind::Permanent,
+            format!("{program} exited 0 without reading all of its input"),
+        ));
+    }
+    use std::os::unix::process::ExitStatusExt;
+    let exit_code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(signal)) => 128 + signal,
+        (None, None) => -1,
+    };
+    Ok(process::CommandOutput {
+        exit_code,
+        stdout: out,
+        stderr: stderr_tail,
+    })
+}
+
+/// Copies `input` into a command's stdin, then closes it. `Ok(false)` when the command
+/// closed its stdin before the stream ended. When reading the stream fails, the command's
+/// group is killed before its stdin is closed: it must never see a clean end of a
+/// truncated input (an upload client would store it as complete).
+async fn feed_from_stream(
+    input: &mut DynInputStream,
+    mut pipe: tokio::process::ChildStdin,
+    pgid: Option<i32>,
+    program: &str,
+) -> Result<bool, PluginError> {
+    loop {
+        input.ready().await;
+        let chunk = match input.read(CHUNK_BYTES) {
+            Ok(chunk) => chunk,
+            Err(StreamError::Closed) => break,
+            Err(e) => {
+                kill_group(pgid);
+                return Err(failed(
+                    ErrorKind::Permanent,
+                    format!("{program}: reading its input failed: {e}"),
+                ));
+            }
+        };
+        match pipe.write_all(&chunk).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(false),
+            Err(e) => {
+                kill_group(pgid);
+                return Err(io_error(&e, program));
+            }
+        }
+    }
+    // Closing stdin is the end of the input; a command already gone says so in its status.
+    let _ = pipe.shutdown().await;
+    Ok(true)
+}
+
+fn table_error(err: &wasmtime::component::ResourceTableError) -> PluginError {
+    failed(ErrorKind::Permanent, format!("stream handle: {err}"))
+}
+
+/// Logs a child's stderr line by line (redacted) and returns its tail.
+async fn stderr_lines(stderr: impl AsyncRead + Unpin, label: &str, redactor: &Redactor) -> String {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut tail = String::new();
@@ -426,11 +590,16 @@ impl std::ops::DerefMut for Spawned {
 
 impl Drop for Spawned {
     fn drop(&mut self) {
-        if let Some(pgid) = self.pgid {
-            // SAFETY: killpg has no memory preconditions; a group that is gone is ESRCH.
-            unsafe {
-                libc::killpg(pgid, libc::SIGKILL);
-            }
+        kill_group(self.pgid);
+    }
+}
+
+/// Kills a command's whole process group (a group that is gone already is fine).
+fn kill_group(pgid: Option<i32>) {
+    if let Some(pgid) = pgid {
+        // SAFETY: killpg has no memory preconditions; a group that is gone is ESRCH.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
         }
     }
 }
