@@ -3,7 +3,8 @@
 
 use backups_sdk::{Outcome, PluginError, Report, ReportKind, Result};
 use std::time::Duration;
-use wstd::http::{Client, Request};
+use wstd::http::body::util::Empty;
+use wstd::http::{Body, Client, Request};
 
 /// Per request: a notification that takes longer is a failed notification, and the run
 /// has better things to do than wait for a chat service.
@@ -32,6 +33,13 @@ pub fn send(
     for (name, value) in headers {
         request = request.header(*name, value.as_str());
     }
+    // An empty body is sent without a write: with `content-length: 0` the host may already
+    // have closed the body's stream, and a write (even of nothing) then fails the request.
+    let body = if body.is_empty() {
+        Body::from_http_body(Empty::<&'static [u8]>::new())
+    } else {
+        Body::from(body)
+    };
     let request = request
         .body(body)
         .map_err(|e| PluginError::invalid_config(format!("url: {url:?}: {e}")))?;
