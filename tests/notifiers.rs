@@ -1,7 +1,9 @@
 //! HTTP notifiers against a recording HTTP server (webhook, Slack, Discord, HipChat and
 //! ping have no emulator: the requests are checked against the services' documented
-//! payloads) and prometheus against a real pushgateway (Debian's prometheus-pushgateway).
-//! Notifier failures never turn a good backup into a failed one.
+//! payloads) and prometheus against a real pushgateway (Debian's prometheus-pushgateway);
+//! smtp against aiosmtpd in plain text, STARTTLS and implicit TLS, with certificates from a
+//! throwaway CA the tests make with `openssl`. Notifier failures never turn a good backup
+//! into a failed one.
 
 mod support;
 
@@ -503,98 +505,236 @@ fn telegram_messages_reach_the_bot_api() {
     );
 }
 
-/// aiosmtpd (PyPI) requiring AUTH; saves each message with its envelope.
+/// aiosmtpd (PyPI) requiring AUTH; saves each message with its envelope and whether the
+/// session was TLS. Modes: `plain`; `starttls` (AUTH and mail only after STARTTLS);
+/// `implicit` (TLS from the first byte, port-465 style). The TLS modes take a certificate
+/// and key.
 const SMTPD: &str = r#"
-import json, os, sys, time
+import json, os, ssl, sys, time
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-port, outdir = int(sys.argv[1]), sys.argv[2]
+port, outdir, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 class Handler:
     async def handle_DATA(self, server, session, envelope):
+        tls = server.transport.get_extra_info("ssl_object")
         n = len(os.listdir(outdir))
         with open(os.path.join(outdir, f"{n}.json"), "w") as f:
             json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                       "tls": tls.version() if tls else None,
+                       "authenticated": session.authenticated,
                        "content": envelope.content.decode("utf-8", "replace")}, f)
         return "250 OK"
 def authenticator(server, session, envelope, mechanism, auth_data):
     ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"backups" and auth_data.password == b"relay-pass-123"
     # handled=False: let aiosmtpd answer a failure with 535 (the default means "already answered").
     return AuthResult(success=ok, handled=False)
+if mode == "plain":
+    tls = dict(auth_require_tls=False)
+else:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    # aiosmtpd only knows about TLS it started itself (STARTTLS): with implicit TLS its
+    # auth_require_tls would hide AUTH on a connection that is encrypted from the start.
+    tls = {"starttls": dict(tls_context=context, require_starttls=True, auth_require_tls=True),
+           "implicit": dict(ssl_context=context, auth_require_tls=False)}[mode]
 Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
-           auth_required=True, auth_require_tls=False).start()
+           auth_required=True, **tls).start()
 while True:
     time.sleep(3600)
 "#;
 
-fn smtpd(outdir: &Path) -> Server {
+/// `smtpd` in `mode`, with `cert` (certificate, key) for the TLS modes.
+fn smtpd(outdir: &Path, mode: &str, cert: Option<&(PathBuf, PathBuf)>) -> Server {
     fs::create_dir_all(outdir).unwrap();
     let port = free_port();
-    start_server(
-        Command::new("python3")
-            .args(["-c", SMTPD, &port.to_string()])
-            .arg(outdir),
-        port,
-        "aiosmtpd",
-    )
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SMTPD, &port.to_string()])
+        .arg(outdir)
+        .arg(mode);
+    if let Some((cert, key)) = cert {
+        cmd.arg(cert).arg(key);
+    }
+    start_server(&mut cmd, port, &format!("aiosmtpd ({mode})"))
+}
+
+/// The messages an `smtpd` saved.
+fn delivered(outdir: &Path) -> Vec<serde_json::Value> {
+    fs::read_dir(outdir)
+        .unwrap()
+        .map(|e| serde_json::from_str(&fs::read_to_string(e.unwrap().path()).unwrap()).unwrap())
+        .collect()
+}
+
+/// An smtp notifier entry for `port`, logging in as the test server's user.
+fn smtp_entry(id: &str, port: u16, password: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut v = json!({"id": id, "type": "smtp", "host": "127.0.0.1", "port": port,
+                       "credentials": {"username": "backups", "password": password},
+                       "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"});
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// A throwaway CA, and server certificates it signed: one for 127.0.0.1 and localhost, one
+/// for another name; and an unrelated CA, for a trust store that lacks the first one. Made
+/// with `openssl`.
+struct Pki {
+    ca: PathBuf,
+    other_ca: PathBuf,
+    server: (PathBuf, PathBuf),
+    misnamed: (PathBuf, PathBuf),
+}
+
+impl Pki {
+    fn new(dir: &Path) -> Pki {
+        fs::create_dir_all(dir).unwrap();
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .expect("openssl (Debian's openssl package) makes the test certificates");
+            assert!(out.status.success(), "openssl {args:?}: {out:?}");
+        };
+        let new_key = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        for ca in ["ca", "other-ca"] {
+            let subject = format!("/CN=backups test {ca}");
+            let (key, cert) = (format!("{ca}.key"), format!("{ca}.pem"));
+            let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &cert]);
+            openssl(&args);
+        }
+        let issue = |name: &str, names: &str| {
+            let (key, csr, cert, ext) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let mut args = vec!["req", "-subj", "/CN=backups test server"];
+            args.extend(new_key);
+            args.extend(["-keyout", &key, "-out", &csr]);
+            openssl(&args);
+            fs::write(
+                dir.join(&ext),
+                format!(
+                    "subjectAltName={names}\nbasicConstraints=CA:FALSE\n\
+                     keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"
+                ),
+            )
+            .unwrap();
+            openssl(&[
+                "x509",
+                "-req",
+                "-days",
+                "2",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ]);
+            (dir.join(cert), dir.join(key))
+        };
+        Pki {
+            ca: dir.join("ca.pem"),
+            other_ca: dir.join("other-ca.pem"),
+            server: issue("server", "IP:127.0.0.1,DNS:localhost"),
+            misnamed: issue("misnamed", "DNS:mail.example.invalid"),
+        }
+    }
+}
+
+/// `backups run job` with `ca_file` as the whole TLS trust store (`SSL_CERT_FILE`), as an
+/// operator adds an internal CA.
+fn run_trusting(ca_file: &Path, job: &Path) -> Run {
+    run(backups()
+        .env("SSL_CERT_FILE", ca_file)
+        .env_remove("SSL_CERT_DIR")
+        .arg("run")
+        .arg(job))
+}
+
+/// Asserts that notifier `id` failed, and that its log line says `why`.
+fn assert_notifier_failed(r: &Run, id: &str, why: &str) {
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains(&format!("\"{id}\": notification failed")))
+        .unwrap_or_else(|| panic!("{id} did not fail: {}", r.stderr));
+    assert!(line.contains(why), "{id}: expected {why:?} in {line}");
 }
 
 #[test]
 fn smtp_delivers_the_summary_with_auth_and_refuses_what_it_cannot_do_safely() {
     let work = tempfile::tempdir().unwrap();
     let mail = work.path().join("mail");
-    let server = smtpd(&mail);
+    let server = smtpd(&mail, "plain", None);
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("f"), b"data").unwrap();
-    let smtp = |id: &str, password: &str, extra: serde_json::Value| {
-        let mut v = json!({"id": id, "type": "smtp", "host": "127.0.0.1", "port": server.port,
-                           "credentials": {"username": "backups", "password": password},
-                           "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"});
-        for (k, x) in extra.as_object().unwrap() {
-            v[k] = x.clone();
-        }
-        v
-    };
+    let port = server.port;
     let job = job(
         work.path(),
         &src,
         vec![
-            smtp(
+            smtp_entry(
                 "mail",
+                port,
                 "relay-pass-123",
-                json!({"from": "backups@db1.example.com"}),
+                json!({"from": "backups@db1.example.com", "allow_plain_auth": true}),
             ),
-            smtp("wrongpass", "not-the-relay-pass", json!({})),
-            smtp("tls", "relay-pass-123", json!({"use_tls": 1})),
+            smtp_entry(
+                "wrongpass",
+                port,
+                "not-the-relay-pass",
+                json!({"allow_plain_auth": 1}),
+            ),
+            smtp_entry("inclear", port, "relay-pass-123", json!({})),
+            smtp_entry("tls", port, "relay-pass-123", json!({"use_tls": 1})),
         ],
     );
     let r = run(backups().arg("run").arg(&job));
     assert_eq!(r.code, 0, "notifier failures never fail the backup");
     assert!(!r.all().contains("relay-pass-123") && !r.all().contains("not-the-relay-pass"));
+    assert_notifier_failed(&r, "wrongpass", "(auth)");
+    // Credentials without TLS: legacy job files run unchanged, with a warning each run.
     assert!(
-        r.stderr.contains("\"wrongpass\": notification failed") && r.stderr.contains("(auth)"),
+        r.stderr.contains("the password goes to 127.0.0.1 in clear"),
         "{}",
         r.stderr
     );
-    assert!(
-        r.stderr.contains("\"tls\": notification failed")
-            && r.stderr.contains("TLS is not available"),
-        "{}",
-        r.stderr
-    );
+    // use_tls never falls back to plain text.
+    assert_notifier_failed(&r, "tls", "does not offer STARTTLS");
 
-    let delivered: Vec<serde_json::Value> = fs::read_dir(&mail)
-        .unwrap()
-        .map(|e| serde_json::from_str(&fs::read_to_string(e.unwrap().path()).unwrap()).unwrap())
-        .collect();
+    let delivered = delivered(&mail);
     assert_eq!(
         delivered.len(),
-        1,
-        "only the authenticated one: {delivered:#?}"
+        2,
+        "the two that authenticated (one warned about): {delivered:#?}"
     );
-    let m = &delivered[0];
+    let m = delivered
+        .iter()
+        .find(|m| m["from"] == "backups@db1.example.com")
+        .expect("the one with a from");
     assert_eq!(m["from"], "backups@db1.example.com");
     assert_eq!(m["to"][0], "archive@example.com");
+    assert_eq!(m["tls"], serde_json::Value::Null);
+    assert_eq!(m["authenticated"], true);
     let content = m["content"].as_str().unwrap();
     assert!(
         content.contains("Subject: Backup of job nightly on db1 succeeded"),
@@ -605,6 +745,104 @@ fn smtp_delivers_the_summary_with_auth_and_refuses_what_it_cannot_do_safely() {
         content.contains("every source reached every destination"),
         "{content}"
     );
+}
+
+#[test]
+fn smtp_speaks_starttls_and_implicit_tls_and_refuses_a_server_it_cannot_verify() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let (starttls_mail, implicit_mail) = (work.path().join("starttls"), work.path().join("smtps"));
+    let starttls = smtpd(&starttls_mail, "starttls", Some(&pki.server));
+    let implicit = smtpd(&implicit_mail, "implicit", Some(&pki.server));
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let tls_job = job(
+        work.path(),
+        &src,
+        vec![
+            smtp_entry(
+                "starttls",
+                starttls.port,
+                "relay-pass-123",
+                json!({"use_tls": 1}),
+            ),
+            smtp_entry(
+                "smtps",
+                implicit.port,
+                "relay-pass-123",
+                json!({"use_ssl": "1"}),
+            ),
+        ],
+    );
+
+    // The test CA is the whole trust store, as an operator's internal CA would be added.
+    let r = run_trusting(&pki.ca, &tls_job);
+    assert_eq!(r.code, 0);
+    assert!(!r.stderr.contains("notification failed"), "{}", r.stderr);
+    assert!(!r.all().contains("relay-pass-123"));
+    for mail in [&starttls_mail, &implicit_mail] {
+        let delivered = delivered(mail);
+        assert_eq!(delivered.len(), 1, "{}: {delivered:#?}", mail.display());
+        let m = &delivered[0];
+        assert!(
+            m["tls"].as_str().is_some_and(|v| v.starts_with("TLSv1.")),
+            "the mail came over TLS: {m:#?}"
+        );
+        assert_eq!(m["authenticated"], true);
+        assert_eq!(m["to"], json!(["archive@example.com"]));
+        let content = m["content"].as_str().unwrap();
+        assert!(content.contains("To: archive@example.com"), "{content}");
+        assert!(
+            content.contains("Subject: Backup of job nightly on db1 succeeded"),
+            "{content}"
+        );
+        assert!(
+            content.contains("every source reached every destination"),
+            "{content}"
+        );
+    }
+
+    // A trust store without the test CA: the handshake fails on the certificate, the
+    // notifier fails for good (not retried), nothing is sent in clear, the backup stands.
+    let r = run_trusting(&pki.other_ca, &tls_job);
+    assert_eq!(r.code, 0, "notifier failures never fail the backup");
+    for id in ["starttls", "smtps"] {
+        assert_notifier_failed(&r, id, "invalid peer certificate: UnknownIssuer");
+        assert_notifier_failed(&r, id, "(permanent)");
+    }
+    assert!(!r.all().contains("relay-pass-123"));
+    assert_eq!(delivered(&starttls_mail).len(), 1, "nothing new arrived");
+    assert_eq!(delivered(&implicit_mail).len(), 1, "nothing new arrived");
+
+    // A certificate from the trusted CA, but for another name, fails the same way; and TLS
+    // runs only over connections the grants allow (the entry narrows its grant away).
+    let misnamed_mail = work.path().join("misnamed");
+    let misnamed = smtpd(&misnamed_mail, "implicit", Some(&pki.misnamed));
+    let other = work.path().join("other-job");
+    fs::create_dir_all(&other).unwrap();
+    let tls = json!({"use_ssl": 1});
+    let entries = vec![
+        smtp_entry("misnamed", misnamed.port, "relay-pass-123", tls.clone()),
+        smtp_entry(
+            "ungranted",
+            implicit.port,
+            "relay-pass-123",
+            json!({"use_ssl": 1, "grants": {"net": ["mail.example.invalid:465"]}}),
+        ),
+    ];
+    let r = run_trusting(&pki.ca, &job(&other, &src, entries));
+    assert_eq!(r.code, 0);
+    assert_notifier_failed(&r, "misnamed", "certificate not valid for name");
+    assert_notifier_failed(&r, "ungranted", "(denied)");
+    assert!(
+        r.stderr
+            .contains("denied: no net grant matches socket address 127.0.0.1"),
+        "{}",
+        r.stderr
+    );
+    assert!(delivered(&misnamed_mail).is_empty());
+    assert_eq!(delivered(&implicit_mail).len(), 1, "nothing new arrived");
 }
 
 /// A real Synapse homeserver (PyPI matrix-synapse) on 127.0.0.1, with a bot user and a
@@ -672,7 +910,9 @@ impl Synapse {
         let server = start_server(
             Command::new("python3")
                 .args(["-m", "synapse.app.homeserver", "--config-path"])
-                .arg(&config),
+                .arg(&config)
+                // Its log (homeserver.log) goes to the working directory.
+                .current_dir(d),
             port,
             "synapse",
         );

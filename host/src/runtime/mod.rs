@@ -18,6 +18,7 @@ mod net;
 pub mod sink;
 mod state;
 mod stdio;
+mod tls;
 pub mod users;
 pub mod world;
 
@@ -59,7 +60,7 @@ pub struct InstanceSetup {
 
 impl Runtime {
     /// An engine for untrusted components, with its epoch ticker, and the linker that
-    /// offers them WASI, `wasi:http` and our host services.
+    /// offers them WASI, `wasi:http`, `wasi:tls` and our host services.
     pub fn new(cache_dir: Option<&Path>) -> Result<Runtime> {
         raise_open_file_limit();
         let mut config = wasmtime::Config::new();
@@ -83,6 +84,11 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        // wasi:tls (a draft, hence opted in): the handshake over streams a plugin already
+        // holds; see tls.rs for why that opens nothing new.
+        let mut tls_options = wasmtime_wasi_tls::p2::LinkOptions::default();
+        tls_options.tls(true);
+        wasmtime_wasi_tls::p2::add_to_linker(&mut linker, &tls_options)?;
         use bindings::source::backups::plugin as ours;
         ours::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -259,6 +265,7 @@ impl Runtime {
             http_hooks: http::GrantedHttp {
                 policy: policy.clone(),
             },
+            tls: tls::context(),
             limits,
             log_left: setup.limits.log_bytes,
             log_truncated: false,

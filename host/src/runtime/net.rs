@@ -39,7 +39,8 @@ pub async fn name_reaches_internal(host: &str, port: u16) -> Option<SocketAddr> 
 
 /// For `wasi:sockets`: may the plugin connect to `addr`? Hostname grants are resolved
 /// here and compared by address; `*.suffix` grants cannot be checked by address and are
-/// for HTTP.
+/// for HTTP. This check is also what confines `wasi:tls`: its handshakes run over the
+/// streams of connections that passed it.
 pub async fn socket_allowed(grants: &Grants, label: &str, addr: SocketAddr) -> bool {
     let internal = is_internal(addr.ip());
     for rule in &grants.net {

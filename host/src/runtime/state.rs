@@ -11,6 +11,7 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxView, WasiTlsView};
 
 /// Facts about the instance every host service needs: who it is and what it may do.
 pub struct Policy {
@@ -32,6 +33,7 @@ pub struct PluginState {
     pub(super) table: ResourceTable,
     pub(super) http: WasiHttpCtx,
     pub(super) http_hooks: super::http::GrantedHttp,
+    pub(super) tls: WasiTlsCtx,
     pub(super) limits: StoreLimits,
     pub(super) policy: Arc<Policy>,
     pub(super) log_left: u64,
@@ -73,6 +75,15 @@ impl WasiHttpView for PluginState {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.http_hooks,
+        }
+    }
+}
+
+impl WasiTlsView for PluginState {
+    fn tls(&mut self) -> WasiTlsCtxView<'_> {
+        WasiTlsCtxView {
+            ctx: &mut self.tls,
+            table: &mut self.table,
         }
     }
 }

@@ -1,36 +1,59 @@
 //! # smtp — a plain-text e-mail after each run
 //!
 //! ```json
-//! { "type": "smtp", "host": "smtp.mycompany.com", "port": 587,
+//! { "type": "smtp", "host": "smtp.mycompany.com", "port": 587, "use_tls": 1,
 //!   "credentials": { "username": "backups", "password": "…" },
 //!   "success_to": "archive@mycompany.com", "failure_to": "sysadmin@mycompany.com" }
 //! ```
 //!
 //! | key | meaning |
 //! |---|---|
-//! | `host`, `port` | the SMTP server (port default 25) |
+//! | `host`, `port` | the SMTP server (port default 25, or 465 with `use_ssl`) |
+//! | `use_tls` | STARTTLS (RFC 3207): plain EHLO, `STARTTLS`, the TLS handshake, EHLO again; a server that does not offer STARTTLS fails the notification |
+//! | `use_ssl` | implicit TLS (RFC 8314, "SMTPS", port 465): the handshake right after connecting; wins over `use_tls` |
 //! | `credentials.username`, `credentials.password` | SMTP AUTH (PLAIN, or LOGIN if that is all the server offers); also accepted flat as `username` / `password` |
+//! | `allow_plain_auth` | say that sending the credentials without TLS is intended (a relay on 127.0.0.1, say): silences the warning below |
 //! | `success_to`, `failure_to` | who is told of a good / failed run (comma-separated for several); without one, that case sends nothing |
 //! | `from` | the sender (default: the recipient, as the legacy tool did) |
-//! | `use_tls`, `use_ssl` | STARTTLS / implicit TLS: **not available yet** — plugins cannot do TLS until the host offers it; a job asking for it is refused at configure time rather than sending credentials in clear |
 //!
 //! The message: subject `Backup of job J on H succeeded` / `FAILED …` / `Backups OVERDUE …`,
 //! `X-Backup-Job` / `X-Backup-Hostname` headers, and the run's summary table as the body.
-//! For TLS today, point it at a local relay (Postfix with a smarthost) on 127.0.0.1.
-//! Grant derived from `host` and `port`.
+//!
+//! TLS is done by the host (`wasi:tls`): it verifies the server's certificate for `host`
+//! against the system's trusted roots. For a relay with a certificate from an internal CA,
+//! set the standard `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` for the `backups`
+//! process; either replaces the system store, so the bundle should hold the public roots
+//! too if other TLS peers need them. A certificate that does not verify (unknown issuer,
+//! wrong name, expired) fails the notification as `permanent` — the plugin never falls back
+//! to plain text, and sends nothing after a failed handshake.
+//!
+//! Credentials with neither `use_tls` nor `use_ssl` go in clear, as the legacy tool sent
+//! them — legacy job files run unchanged — but every run warns about it until the entry
+//! sets `use_tls`/`use_ssl`, or `allow_plain_auth` to say it is intended. Without
+//! credentials, plain SMTP is as the legacy tool did it.
+//!
+//! Failures: no connection, 4xx replies and a connection lost mid-session are `transient`;
+//! 530/534/535 are `auth`; a connection the grants refuse is `denied`; other replies and
+//! TLS failures are `permanent`. A failed notification is logged and reported; it never
+//! fails the backup.
+//!
+//! Grant derived from `host` and `port`: the TCP connection (and so the TLS session over
+//! it) can reach only that server.
+
+mod session;
+mod transport;
 
 use backups_notify_http::headline;
 use backups_sdk::config::flag;
 use backups_sdk::{About, Context, Grants, Notifier, Plugin, PluginError, Report, Result};
 use serde::Deserialize;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
+use session::Session;
+use transport::Connection;
 
 #[derive(Deserialize)]
 pub struct Config {
     host: String,
-    #[serde(default = "smtp_port")]
-    port: u16,
+    port: Option<u16>,
     #[serde(default)]
     credentials: Credentials,
     username: Option<String>,
@@ -39,13 +62,31 @@ pub struct Config {
     use_tls: bool,
     #[serde(default, deserialize_with = "flag")]
     use_ssl: bool,
+    #[serde(default, deserialize_with = "flag")]
+    allow_plain_auth: bool,
     success_to: Option<String>,
     failure_to: Option<String>,
     from: Option<String>,
 }
 
-fn smtp_port() -> u16 {
-    25
+impl Config {
+    fn security(&self) -> Security {
+        if self.use_ssl {
+            Security::ImplicitTls
+        } else if self.use_tls {
+            Security::StartTls
+        } else {
+            Security::Plain
+        }
+    }
+
+    /// The legacy tool's defaults (Python's smtplib): 25, or 465 for SMTP over TLS.
+    fn port(&self) -> u16 {
+        self.port.unwrap_or(match self.security() {
+            Security::ImplicitTls => 465,
+            _ => 25,
+        })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -54,9 +95,17 @@ struct Credentials {
     password: Option<String>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Security {
+    Plain,
+    StartTls,
+    ImplicitTls,
+}
+
 pub struct Smtp {
     host: String,
     port: u16,
+    security: Security,
     login: Option<(String, String)>,
     success_to: Vec<String>,
     failure_to: Vec<String>,
@@ -88,6 +137,7 @@ impl Plugin for Smtp {
                 "password",
                 "use_tls",
                 "use_ssl",
+                "allow_plain_auth",
                 "success_to",
                 "failure_to",
                 "from",
@@ -97,18 +147,12 @@ impl Plugin for Smtp {
 
     fn requested_grants(config: &Config) -> Result<Grants> {
         Ok(Grants {
-            net: vec![format!("{}:{}", config.host, config.port)],
+            net: vec![format!("{}:{}", config.host, config.port())],
             ..Grants::default()
         })
     }
 
     fn configure(ctx: Context, config: Config) -> Result<Self> {
-        if config.use_tls || config.use_ssl {
-            return Err(PluginError::invalid_config(
-                "use_tls/use_ssl: TLS is not available to plugins yet; refusing to send credentials \
-                 in clear — relay through a local MTA (127.0.0.1) that does TLS",
-            ));
-        }
         for a in addresses(&config.success_to)
             .iter()
             .chain(&addresses(&config.failure_to))
@@ -138,9 +182,18 @@ impl Plugin for Smtp {
                 ));
             }
         };
+        if login.is_some() && config.security() == Security::Plain && !config.allow_plain_auth {
+            backups_sdk::warn!(
+                "credentials: the password goes to {} in clear: set use_tls (STARTTLS) or \
+                 use_ssl (implicit TLS), or allow_plain_auth if a relay it may reach in clear \
+                 (e.g. on 127.0.0.1) is intended",
+                config.host
+            );
+        }
         Ok(Smtp {
             host: config.host.clone(),
-            port: config.port,
+            port: config.port(),
+            security: config.security(),
             login,
             success_to: addresses(&config.success_to),
             failure_to: addresses(&config.failure_to),
@@ -148,75 +201,6 @@ impl Plugin for Smtp {
             hostname: ctx.hostname,
         })
     }
-}
-
-/// One SMTP conversation, over one stream (wasip2 sockets cannot be cloned).
-struct Session {
-    reader: BufReader<TcpStream>,
-}
-
-impl Session {
-    fn connect(host: &str, port: u16) -> Result<Session> {
-        let stream = TcpStream::connect((host, port))
-            .map_err(|e| PluginError::transient(format!("connecting to {host}:{port}: {e}")))?;
-        let mut session = Session {
-            reader: BufReader::new(stream),
-        };
-        session.expect(&[220], "greeting")?;
-        Ok(session)
-    }
-
-    /// Reads one (possibly multi-line) reply; returns its code and lines.
-    fn reply(&mut self) -> Result<(u16, Vec<String>)> {
-        let mut lines = Vec::new();
-        loop {
-            let mut line = String::new();
-            let n = self.reader.read_line(&mut line).map_err(|e| {
-                PluginError::transient(format!("reading from the SMTP server: {e}"))
-            })?;
-            if n == 0 {
-                return Err(PluginError::transient(
-                    "the SMTP server closed the connection",
-                ));
-            }
-            let line = line.trim_end().to_string();
-            let code: u16 = line
-                .get(..3)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| PluginError::permanent(format!("not an SMTP reply: {line:?}")))?;
-            let last = line.as_bytes().get(3) != Some(&b'-');
-            lines.push(line);
-            if last {
-                return Ok((code, lines));
-            }
-        }
-    }
-
-    fn expect(&mut self, codes: &[u16], what: &str) -> Result<Vec<String>> {
-        let (code, lines) = self.reply()?;
-        if codes.contains(&code) {
-            return Ok(lines);
-        }
-        let text = lines.join(" / ");
-        Err(match code {
-            535 | 530 | 534 => PluginError::auth(format!("{what}: {text}")),
-            400..=499 => PluginError::transient(format!("{what}: {text}")),
-            _ => PluginError::permanent(format!("{what}: {text}")),
-        })
-    }
-
-    fn command(&mut self, line: &str, codes: &[u16], what: &str) -> Result<Vec<String>> {
-        // Replies are read whole before the next command, so the buffer is empty here.
-        self.reader
-            .get_mut()
-            .write_all(format!("{line}\r\n").as_bytes())
-            .map_err(|e| PluginError::transient(format!("writing to the SMTP server: {e}")))?;
-        self.expect(codes, what)
-    }
-}
-
-fn b64(text: &str) -> String {
-    backups_notify_http::base64_standard(text.as_bytes())
 }
 
 /// RFC 5322 date of a Unix time, UTC.
@@ -239,6 +223,25 @@ fn rfc5322(unix: u64) -> String {
 }
 
 impl Smtp {
+    /// Connected, greeted, encrypted as configured and logged in: ready for MAIL FROM.
+    fn open_session(&self) -> Result<Session> {
+        let mut connection = Connection::open(&self.host, self.port)?;
+        if self.security == Security::ImplicitTls {
+            connection = connection.start_tls(&self.host)?;
+        }
+        let mut session = Session::start(connection)?;
+        let mut extensions = session.ehlo(&self.hostname)?;
+        if self.security == Security::StartTls {
+            session = session.start_tls(&extensions, &self.host)?;
+            extensions = session.ehlo(&self.hostname)?;
+        }
+        if let Some((user, password)) = &self.login {
+            // configure() refused credentials without TLS unless allow_plain_auth.
+            session.login(&extensions, user, password)?;
+        }
+        Ok(session)
+    }
+
     fn message(&self, from: &str, to: &[String], report: &Report) -> String {
         let subject = headline(report).replace(['\r', '\n'], " ");
         let mut body = String::new();
@@ -279,26 +282,7 @@ impl Notifier for Smtp {
             return Ok(());
         }
         let from = self.from.clone().unwrap_or_else(|| to[0].clone());
-        let mut s = Session::connect(&self.host, self.port)?;
-        let features = s.command(&format!("EHLO {}", self.hostname), &[250], "EHLO")?;
-        if let Some((user, pass)) = &self.login {
-            let offers = |m: &str| {
-                features.iter().any(|l| {
-                    l.to_ascii_uppercase().contains("AUTH") && l.to_ascii_uppercase().contains(m)
-                })
-            };
-            if offers("PLAIN") || !offers("LOGIN") {
-                s.command(
-                    &format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pass}"))),
-                    &[235],
-                    "AUTH",
-                )?;
-            } else {
-                s.command("AUTH LOGIN", &[334], "AUTH")?;
-                s.command(&b64(user), &[334], "AUTH user")?;
-                s.command(&b64(pass), &[235], "AUTH")?;
-            }
-        }
+        let mut s = self.open_session()?;
         s.command(&format!("MAIL FROM:<{from}>"), &[250], "MAIL FROM")?;
         for rcpt in to {
             s.command(
@@ -310,7 +294,7 @@ impl Notifier for Smtp {
         s.command("DATA", &[354], "DATA")?;
         let message = self.message(&from, to, report);
         s.command(&format!("{message}."), &[250], "sending the message")?;
-        let _ = s.command("QUIT", &[221], "QUIT");
+        s.quit();
         Ok(())
     }
 }
