@@ -421,3 +421,68 @@ fn loopback_name() -> String {
     );
     name
 }
+
+#[test]
+fn time_for_all_calls_and_instance_counts_are_limited_too() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let mut spin = hostile("spin", &granted);
+    spin["limits"] = json!({"call_seconds": 600, "total_seconds": 2});
+    let mut crowded = hostile("good", &granted);
+    crowded["id"] = json!("crowded");
+    crowded["limits"] = json!({"instances": 1});
+    let started = Instant::now();
+    let o = run_with(work.path(), vec![spin, crowded], json!({}));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_good_source_stored_alone(&o);
+    let e = o.error("spin");
+    assert!(e.contains("limits.total_seconds"), "{e}");
+    let e = o.error("crowded");
+    assert!(e.contains("limits.instances"), "{e}");
+}
+
+#[test]
+fn malformed_dump_info_is_refused_or_cut_down() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let o = run_with(
+        work.path(),
+        vec![
+            hostile("bad-kind", &granted),
+            hostile("warning-flood", &granted),
+        ],
+        json!({}),
+    );
+    let e = o.error("bad-kind");
+    assert!(e.contains("the plugin named its artifact kind"), "{e}");
+    assert!(
+        files_under(&o.dest).iter().all(|f| !f.contains("etc")),
+        "{:?}",
+        files_under(&o.dest)
+    );
+    // Stored, with its warnings cut to a readable few.
+    let flood = o.source("warning-flood");
+    assert_eq!(flood["ok"], true, "{flood}");
+    let warnings = flood["warnings"].as_array().expect("warnings listed");
+    assert!(warnings.len() <= 21, "{} warnings", warnings.len());
+    assert!(
+        warnings
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .contains("9980 more warnings"),
+        "{warnings:?}"
+    );
+    assert!(
+        o.run.stdout.len() < 200_000,
+        "report of {} bytes",
+        o.run.stdout.len()
+    );
+}

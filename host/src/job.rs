@@ -293,7 +293,7 @@ async fn dump(
                     info.kind
                 ));
             }
-            Ok((artifact, info.kind, info.warnings))
+            Ok((artifact, info.kind, bounded_warnings(info.warnings)))
         }
         (dumped, written) => {
             let _ = std::fs::remove_file(&path);
@@ -306,6 +306,28 @@ async fn dump(
             })
         }
     }
+}
+
+/// A plugin's warnings go into the report, logs and notifications: a few, each short.
+fn bounded_warnings(mut warnings: Vec<String>) -> Vec<String> {
+    const MOST: usize = 20;
+    const LONGEST: usize = 500;
+    let dropped = warnings.len().saturating_sub(MOST);
+    warnings.truncate(MOST);
+    for w in &mut warnings {
+        if w.len() > LONGEST {
+            let mut cut = LONGEST;
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w.push_str(" […]");
+        }
+    }
+    if dropped > 0 {
+        warnings.push(format!("… and {dropped} more warnings from the plugin"));
+    }
+    warnings
 }
 
 fn valid_kind(kind: &str) -> bool {

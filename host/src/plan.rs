@@ -178,13 +178,14 @@ impl JobPlan {
     pub fn describe(&self) -> String {
         let job = &self.job;
         let mut out = format!(
-            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {} KiB of log, {} handles per plugin\n",
+            "job {:?} ({})\n  hostname: {}\n  tmpdir:   {}\n  limits:   memory {} MiB, {}s per call, {}s in all, {} KiB of log, {} handles per plugin\n",
             job.name,
             job.path.display(),
             job.hostname,
             job.tmpdir.display(),
             job.limits.memory_bytes >> 20,
             job.limits.call_seconds,
+            job.limits.total_seconds,
             job.limits.log_bytes >> 10,
             job.limits.resources,
         );

@@ -132,11 +132,17 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock time one call into a plugin may take (a dump is one call).
     pub call_seconds: u64,
+    /// Wall-clock time all calls into one instance may take together (a destination
+    /// makes one call per artifact, listing and deletion).
+    pub total_seconds: u64,
     /// Log bytes one instance may emit before the rest is dropped (and that is said).
     pub log_bytes: u64,
     /// Handles (open files, streams, sockets, pollables) one instance may hold at once:
     /// each may be a host file descriptor, and those are shared by the whole run.
     pub resources: u64,
+    /// Core instances and tables one plugin's store may create (a component is a few).
+    pub instances: u64,
+    pub tables: u64,
 }
 
 impl Default for Limits {
@@ -144,8 +150,11 @@ impl Default for Limits {
         Limits {
             memory_bytes: 512 << 20,
             call_seconds: 6 * 3600,
+            total_seconds: 24 * 3600,
             log_bytes: 1 << 20,
             resources: 4096,
+            instances: 64,
+            tables: 64,
         }
     }
 }
@@ -739,8 +748,14 @@ fn parse_limits(value: &Value, base: Limits, at: &str) -> Result<Limits> {
             "memory_mib" => limits.memory_bytes = n << 20,
             "call_seconds" => limits.call_seconds = n,
             "log_kib" => limits.log_bytes = n << 10,
+            "total_seconds" => limits.total_seconds = n,
             "resources" => limits.resources = n,
-            _ => bail!("{at}.{key}: unknown limit (memory_mib, call_seconds, log_kib, resources)"),
+            "instances" => limits.instances = n,
+            "tables" => limits.tables = n,
+            _ => bail!(
+                "{at}.{key}: unknown limit (memory_mib, call_seconds, total_seconds, log_kib, \
+                 resources, instances, tables)"
+            ),
         }
     }
     Ok(limits)

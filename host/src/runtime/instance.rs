@@ -22,8 +22,13 @@ pub enum CallError {
     Plugin(PluginError),
     /// The plugin trapped (panic, memory limit, bad stream use) — it is no longer usable.
     Trap(String),
-    /// The call exceeded its wall-clock limit and was stopped.
-    Timeout { what: String, limit: Duration },
+    /// The call exceeded its wall-clock limit (`total`: the instance's time for all its
+    /// calls ran out first) and was stopped.
+    Timeout {
+        what: String,
+        limit: Duration,
+        total: bool,
+    },
     /// The instance failed earlier and cannot be called again.
     Poisoned,
     /// The host could not set up the call.
@@ -42,10 +47,19 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Plugin(e) => f.write_str(&bindings::describe_error(e)),
             CallError::Trap(why) => write!(f, "plugin crashed: {why}"),
-            CallError::Timeout { what, limit } => write!(
+            CallError::Timeout {
+                what,
+                limit,
+                total: false,
+            } => write!(
                 f,
                 "{what} did not finish within {}s (limits.call_seconds) and was stopped",
                 limit.as_secs()
+            ),
+            CallError::Timeout { what, .. } => write!(
+                f,
+                "{what} was stopped: the plugin used up its time for all calls \
+                 (limits.total_seconds)"
             ),
             CallError::Poisoned => f.write_str("plugin instance unusable after an earlier crash"),
             CallError::Host(why) => f.write_str(why),
@@ -65,6 +79,8 @@ pub struct Instance {
     pub(super) bindings: Bindings,
     pub(super) label: String,
     pub(super) call_limit: Duration,
+    /// What is left of `limits.total_seconds` for this instance.
+    pub(super) time_left: Duration,
     pub(super) memory_bytes: u64,
     pub(super) resources: u64,
     pub(super) stderr: stdio::StderrCapture,
@@ -117,7 +133,12 @@ impl Instance {
         tracing::debug!(plugin = %self.label, "call {what}");
         let denials = self.store.data().policy.net_denials.clone();
         let denied_before = denials.load(std::sync::atomic::Ordering::Relaxed);
+        // The call's own limit, or what is left of the instance's total, if less.
+        let total = self.time_left < limit;
+        let limit = limit.min(self.time_left);
+        let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(limit, call(self)).await;
+        self.time_left = self.time_left.saturating_sub(started.elapsed());
         let denied = denials.load(std::sync::atomic::Ordering::Relaxed) > denied_before;
         match outcome {
             Ok(Ok(Ok(value))) => Ok(value),
@@ -141,6 +162,7 @@ impl Instance {
                 Err(CallError::Timeout {
                     what: what.to_string(),
                     limit,
+                    total,
                 })
             }
         }

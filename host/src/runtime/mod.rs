@@ -248,8 +248,8 @@ impl Runtime {
         });
         let limits = StoreLimitsBuilder::new()
             .memory_size(setup.limits.memory_bytes.try_into().unwrap_or(usize::MAX))
-            .instances(64)
-            .tables(64)
+            .instances(setup.limits.instances.try_into().unwrap_or(usize::MAX))
+            .tables(setup.limits.tables.try_into().unwrap_or(usize::MAX))
             .memories(16)
             .table_elements(1 << 20)
             .trap_on_grow_failure(true)
@@ -310,6 +310,11 @@ impl Runtime {
         };
         let bindings = match tokio::time::timeout(DESCRIBE_LIMIT, started).await {
             Ok(Ok(b)) => b,
+            Ok(Err(e)) if format!("{e:#}").contains("count too high") => bail!(
+                "{}: {}: cannot instantiate: {e:#} (limits.instances, limits.tables)",
+                setup.label,
+                plugin.origin
+            ),
             Ok(Err(e)) => bail!(
                 "{}: {}: cannot instantiate: {e:#}",
                 setup.label,
@@ -326,6 +331,7 @@ impl Runtime {
             bindings,
             label: setup.label,
             call_limit: Duration::from_secs(setup.limits.call_seconds),
+            time_left: Duration::from_secs(setup.limits.total_seconds),
             memory_bytes: setup.limits.memory_bytes,
             resources: setup.limits.resources,
             stderr,
