@@ -456,8 +456,21 @@ fn malformed_dump_info_is_refused_or_cut_down() {
         vec![
             hostile("bad-kind", &granted),
             hostile("warning-flood", &granted),
+            hostile("huge-error", &granted),
         ],
         json!({}),
+    );
+    // A 10 MiB error message is cut to a readable size wherever it goes.
+    let e = o.error("huge-error");
+    assert!(
+        e.len() < 4000 && e.contains("more bytes]"),
+        "{} bytes",
+        e.len()
+    );
+    assert!(
+        o.run.stderr.len() < 1 << 20,
+        "{} bytes of stderr",
+        o.run.stderr.len()
     );
     let e = o.error("bad-kind");
     assert!(e.contains("the plugin named its artifact kind"), "{e}");

@@ -315,14 +315,7 @@ fn bounded_warnings(mut warnings: Vec<String>) -> Vec<String> {
     let dropped = warnings.len().saturating_sub(MOST);
     warnings.truncate(MOST);
     for w in &mut warnings {
-        if w.len() > LONGEST {
-            let mut cut = LONGEST;
-            while !w.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            w.truncate(cut);
-            w.push_str(" […]");
-        }
+        *w = crate::report::shorten(std::mem::take(w), LONGEST);
     }
     if dropped > 0 {
         warnings.push(format!("… and {dropped} more warnings from the plugin"));

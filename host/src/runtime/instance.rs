@@ -146,12 +146,12 @@ impl Instance {
                 kind: bindings::ErrorKind::Denied,
                 message: format!(
                     "{} — the host refused a network request this call made (no net grant; see the log)",
-                    e.message
+                    bounded(e.message)
                 ),
             })),
             Ok(Ok(Err(e))) => Err(CallError::Plugin(PluginError {
                 kind: e.kind,
-                message: e.message,
+                message: bounded(e.message),
             })),
             Ok(Err(trap)) => {
                 self.poisoned = true;
@@ -196,11 +196,23 @@ impl Instance {
         why
     }
 
+    /// What the plugin says it is, cut to sizes the host prints (names, summary, key lists).
     pub async fn describe(&mut self) -> Result<About, CallError> {
-        self.guarded("describe", DESCRIBE_LIMIT, async |s| {
-            plugin_call!(s, call_describe()).map(Ok)
-        })
-        .await
+        let mut about = self
+            .guarded("describe", DESCRIBE_LIMIT, async |s| {
+                plugin_call!(s, call_describe()).map(Ok)
+            })
+            .await?;
+        about.name = crate::report::shorten(about.name, 64);
+        about.version = crate::report::shorten(about.version, 64);
+        about.summary = crate::report::shorten(about.summary, 500);
+        for keys in [&mut about.config_keys, &mut about.secret_keys] {
+            keys.truncate(256);
+            for k in keys.iter_mut() {
+                *k = crate::report::shorten(std::mem::take(k), 128);
+            }
+        }
+        Ok(about)
     }
 
     pub async fn requested_grants(&mut self, config: &str) -> Result<WitGrants, CallError> {
@@ -353,4 +365,10 @@ impl Instance {
         })
         .await
     }
+}
+
+/// An error message from a plugin goes into logs, reports and notifications: cut it to a
+/// size a person reads.
+fn bounded(message: String) -> String {
+    crate::report::shorten(message, 2000)
 }
