@@ -1,10 +1,10 @@
-//! The command line: `backups run`, `backups plugins list|inspect`.
+//! The command line: `backups run`, `backups plugins list|inspect|test|new`.
 //!
 //! Exit codes: 0 every source reached every destination; 1 the backup is incomplete (a
 //! source or destination failed); 2 the job could not start (bad job file, plugin or
 //! grant) — nothing was read, written or deleted.
 
-use backups::config::{Job, PluginSource};
+use backups::config::{Job, PluginSource, Role};
 use backups::job::{self, Progress};
 use backups::runtime::{Runtime, loader, world};
 use backups::trust::{TrustPolicy, TrustSettings};
@@ -160,6 +160,47 @@ enum PluginsCommand {
         #[arg(long, value_name = "KEYRING")]
         trusted_keys: Vec<PathBuf>,
     },
+    /// The conformance kit: run a plugin with the real runtime and check that it keeps the
+    /// contract (round trips, listings, typed errors...). One PASS/FAIL line per check;
+    /// exit 0 only when all pass.
+    Test {
+        /// A `.wasm` file, or the name of an embedded plugin.
+        plugin: String,
+        /// What it must be.
+        #[arg(long, value_parser = ["destination", "source", "notifier"])]
+        kind: String,
+        /// Its configuration: the keys of a job entry, as JSON.
+        #[arg(long, value_name = "JSON", default_value = "{}")]
+        config: String,
+        /// Its grants, as a job entry's `grants` block (JSON). Default: as a job gives them
+        /// (derived for embedded plugins, none for a `.wasm` file).
+        #[arg(long, value_name = "JSON")]
+        grants: Option<String>,
+        /// Size of the streamed object in the destination round trip, in MiB.
+        #[arg(long, value_name = "N", default_value_t = 64)]
+        large_mib: u64,
+    },
+    /// Start a plugin: a crate on the SDK that builds for wasm32-wasip2 and passes
+    /// `plugins test` as generated. The SDK is not on crates.io, so say where it is.
+    #[command(group = clap::ArgGroup::new("sdk_source").required(true).args(["sdk", "sdk_git"]))]
+    New {
+        /// The plugin's name: its crate name and job-file `type` (`my-store`).
+        name: String,
+        #[arg(long, value_parser = ["destination", "source", "notifier"])]
+        kind: String,
+        /// The directory to create the crate in.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+        /// A checkout's `sdk/` directory (a path dependency).
+        #[arg(long, value_name = "PATH")]
+        sdk: Option<PathBuf>,
+        /// A git repository of the backups workspace (a git dependency).
+        #[arg(long, value_name = "URL")]
+        sdk_git: Option<String>,
+        /// With --sdk-git: the tag, branch or commit to build against.
+        #[arg(long, value_name = "REV", requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -232,6 +273,34 @@ pub fn main() -> ExitCode {
                         trusted_keys,
                     },
             } => plugins_inspect(&plugin, trusted_keys).await,
+            Command::Plugins {
+                command:
+                    PluginsCommand::Test {
+                        plugin,
+                        kind,
+                        config,
+                        grants,
+                        large_mib,
+                    },
+            } => plugins_test(&plugin, &kind, config, grants.as_deref(), large_mib).await,
+            Command::Plugins {
+                command:
+                    PluginsCommand::New {
+                        name,
+                        kind,
+                        dir,
+                        sdk,
+                        sdk_git,
+                        sdk_rev,
+                    },
+            } => {
+                let sdk = match (sdk, sdk_git) {
+                    (Some(path), _) => backups::scaffold::SdkSource::Path(path),
+                    (None, Some(url)) => backups::scaffold::SdkSource::Git { url, rev: sdk_rev },
+                    (None, None) => unreachable!("clap requires one"),
+                };
+                plugins_new(&name, &kind, &dir, &sdk)
+            }
         }
     })
 }
@@ -576,13 +645,7 @@ async fn plugins_inspect(plugin: &str, trusted_keys: Vec<PathBuf>) -> ExitCode {
         Ok(t) => t,
         Err(e) => return fail(format!("{e:#}")),
     };
-    let as_path = Path::new(plugin);
-    let loaded = if as_path.exists() || plugin.ends_with(".wasm") {
-        runtime.load_file(as_path, None, &trust)
-    } else {
-        runtime.load_embedded(plugin)
-    };
-    let loaded = match loaded {
+    let loaded = match load_named(&runtime, plugin, &trust) {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}")),
     };
@@ -633,5 +696,103 @@ fn list_or_none(items: &[String]) -> String {
         "(none)".into()
     } else {
         items.join(", ")
+    }
+}
+
+/// A plugin named on the command line: a `.wasm` file, else an embedded plugin.
+fn load_named(
+    runtime: &Runtime,
+    plugin: &str,
+    trust: &TrustPolicy,
+) -> anyhow::Result<backups::runtime::LoadedPlugin> {
+    let as_path = Path::new(plugin);
+    if as_path.exists() || plugin.ends_with(".wasm") {
+        runtime.load_file(as_path, None, trust)
+    } else {
+        runtime.load_embedded(plugin)
+    }
+}
+
+async fn plugins_test(
+    plugin: &str,
+    kind: &str,
+    config: String,
+    grants: Option<&str>,
+    large_mib: u64,
+) -> ExitCode {
+    let runtime = match runtime_for(None) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let loaded = match load_named(&runtime, plugin, &TrustPolicy::permissive()) {
+        Ok(l) => l,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    if loaded.world.role.world() != kind {
+        println!(
+            "FAIL world: {} implements the {} world, not {kind}",
+            loaded.origin, loaded.world.role
+        );
+        return ExitCode::from(1);
+    }
+    let config = match serde_json::from_str(&config) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("--config: not a JSON object: {e}")),
+    };
+    let grants = match grants.map(serde_json::from_str::<serde_json::Value>) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => return fail(format!("--grants: not JSON: {e}")),
+    };
+    let options = backups::conformance::Options {
+        config,
+        grants,
+        large_bytes: large_mib << 20,
+    };
+    let checks = match backups::conformance::run(&runtime, &loaded, &options, &mut |c| {
+        println!("{c}")
+    })
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    println!(
+        "{} checks, {failed} failed: {}",
+        checks.len(),
+        if failed == 0 {
+            "the plugin conforms"
+        } else {
+            "the plugin does NOT conform"
+        }
+    );
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn plugins_new(name: &str, kind: &str, dir: &Path, sdk: &backups::scaffold::SdkSource) -> ExitCode {
+    let role = match kind {
+        "source" => Role::Source,
+        "destination" => Role::Destination,
+        _ => Role::Notifier,
+    };
+    match backups::scaffold::create(name, role, dir, sdk) {
+        Ok(root) => {
+            println!("created {} ({kind} plugin `{name}`)", root.display());
+            println!(
+                "next: cd {} && cargo build --release --target wasm32-wasip2",
+                root.display()
+            );
+            println!(
+                "then: backups plugins test target/wasm32-wasip2/release/{}.wasm --kind {kind} --config ... --grants ...",
+                name.replace('-', "_")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("{e:#}")),
     }
 }

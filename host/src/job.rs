@@ -323,7 +323,8 @@ fn bounded_warnings(mut warnings: Vec<String>) -> Vec<String> {
     warnings
 }
 
-fn valid_kind(kind: &str) -> bool {
+/// A kind becomes part of an object name: 1-16 letters, digits or `-`.
+pub fn valid_kind(kind: &str) -> bool {
     (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 

@@ -7,6 +7,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`config`] | the job file: legacy keys, validation, secret references |
+//! | [`conformance`] | `plugins test`: a plugin checked against the contract |
 //! | [`grants`] | what each plugin instance may touch, and where each grant came from |
 //! | [`runtime`] | wasmtime: loading, caching, sandboxing and calling plugins |
 //! | [`pipeline`] | source bytes → gzip → OpenPGP → a temporary artifact |
@@ -14,6 +15,7 @@
 //! | [`artifact`] | object names and manifests |
 //! | [`restore`] | getting copies back: list, verify, restore |
 //! | [`retention`] | which copies a destination keeps |
+//! | [`scaffold`] | `plugins new`: a plugin crate to start from |
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`plan`] | loading and checking everything a run needs; `--dry-run` |
 //! | [`job`] | one run, end to end |
@@ -29,6 +31,7 @@
 pub mod artifact;
 pub mod audit;
 pub mod config;
+pub mod conformance;
 pub mod crypto;
 pub mod daemon;
 pub mod grants;
@@ -42,6 +45,7 @@ pub mod report;
 pub mod restore;
 pub mod retention;
 pub mod runtime;
+pub mod scaffold;
 pub mod schedule;
 pub mod status;
 pub mod trust;

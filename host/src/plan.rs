@@ -147,15 +147,8 @@ async fn plan_entry(
             let asked = bare.requested_grants(&config_json).await.map_err(|e| {
                 anyhow::anyhow!("{shown}: {label}: {}", redactor.redact(&e.to_string()))
             })?;
-            let spec = GrantSpec {
-                read: asked.read,
-                write: asked.write,
-                net: asked.net,
-                run: asked.run,
-                env: asked.env,
-            };
             Grants::resolve(
-                &spec,
+                &GrantSpec::from(asked),
                 GrantOrigin::Derived {
                     plugin: kind.clone(),
                 },

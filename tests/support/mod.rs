@@ -397,3 +397,17 @@ pub fn assert_verifies(job: &Path, copies: usize) {
         r.stdout
     );
 }
+
+/// s3s-fs (an S3 server that checks SigV4 signatures) on 127.0.0.1, serving the buckets
+/// (directories) under `root` to the key pair `access`/`secret`.
+pub fn start_s3s_fs(root: &Path, access: &str, secret: &str) -> Server {
+    let port = free_port();
+    start_server(
+        Command::new("s3s-fs")
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--access-key", access, "--secret-key", secret])
+            .arg(root),
+        port,
+        "s3s-fs",
+    )
+}

@@ -1,0 +1,581 @@
+//! `backups plugins test`: the conformance kit. It runs a plugin with the host's real
+//! runtime, sandbox and grants — exactly as a job would — and checks that it keeps the
+//! contract in wit/: bytes come back identical, listings are right, deletes delete, a
+//! missing object is `not-found`, a dump ends cleanly with a valid kind, and every failure
+//! is a typed `plugin-error`, never a trap.
+//!
+//! Each check is one [`Check`]; the caller prints them as they come and fails when any did.
+
+use crate::config::{Limits, Role};
+use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
+use crate::redact::Redactor;
+use crate::restore::Scratch;
+use crate::runtime::bindings::{About, Context, ErrorKind};
+use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Origin, Runtime, sink};
+use anyhow::{Context as _, Result};
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+/// What to test and how.
+pub struct Options {
+    /// The plugin's config: a job entry's keys. `id`, `name` and `type` are filled in
+    /// when absent, as a job entry always has them.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// Explicit grants (a job entry's `grants` block); `None`: as a job would — derived
+    /// for an embedded plugin, none for a `.wasm` file.
+    pub grants: Option<serde_json::Value>,
+    /// Size of the streamed object in the destination round trip.
+    pub large_bytes: u64,
+}
+
+/// One check's outcome.
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verdict = if self.passed { "PASS" } else { "FAIL" };
+        write!(f, "{verdict} {}: {}", self.name, self.detail)
+    }
+}
+
+/// Runs every check for `plugin`'s kind, handing each to `report` as it completes.
+/// An `Err` means the kit could not run at all (bad options, no temp dir).
+pub async fn run(
+    runtime: &Runtime,
+    plugin: &LoadedPlugin,
+    options: &Options,
+    report: &mut dyn FnMut(&Check),
+) -> Result<Vec<Check>> {
+    let scratch = Scratch::new(&std::env::temp_dir())?;
+    let mut kit = Kit {
+        runtime,
+        plugin,
+        options,
+        config_json: String::new(),
+        redactor: Redactor::new(),
+        scratch: &scratch,
+        checks: Vec::new(),
+        report,
+    };
+    let about = kit.check_describe().await;
+    if let Some(about) = &about {
+        // Secrets given in --config stay out of every line printed, as in a run.
+        kit.redactor.add_all(&crate::config::secret_values(
+            &options.config,
+            &about.secret_keys,
+        ));
+    }
+    kit.config_json = entry_config(&options.config, plugin, about.map(|a| a.name).as_deref());
+    match plugin.world.role {
+        Role::Destination => kit.destination().await?,
+        Role::Source => kit.source().await?,
+        Role::Notifier => kit.notifier().await?,
+    }
+    kit.without_grants().await;
+    Ok(kit.checks)
+}
+
+/// Unique enough for names of one run: pid and nanoseconds.
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
+}
+
+struct Kit<'a> {
+    runtime: &'a Runtime,
+    plugin: &'a LoadedPlugin,
+    options: &'a Options,
+    /// The config handed to `requested-grants` and `configure`.
+    config_json: String,
+    redactor: Redactor,
+    scratch: &'a Scratch,
+    checks: Vec<Check>,
+    report: &'a mut dyn FnMut(&Check),
+}
+
+/// `config` with the keys every job entry has: a plugin may read `type` (s3 tells minio
+/// apart by it).
+fn entry_config(
+    config: &serde_json::Map<String, serde_json::Value>,
+    plugin: &LoadedPlugin,
+    described_name: Option<&str>,
+) -> String {
+    let mut config = config.clone();
+    let kind = match &plugin.origin {
+        Origin::Embedded(name) => Some(name.as_str()),
+        Origin::File(_) => described_name,
+    };
+    if let Some(kind) = kind {
+        config.entry("type").or_insert_with(|| kind.into());
+    }
+    config
+        .entry("id")
+        .or_insert_with(|| "plugin-under-test".into());
+    config
+        .entry("name")
+        .or_insert_with(|| "conformance kit".into());
+    serde_json::Value::Object(config).to_string()
+}
+
+/// Why a failed call is a contract violation, or `None` when it is a typed plugin error.
+fn untyped(e: &CallError) -> Option<String> {
+    match e {
+        CallError::Plugin(_) => None,
+        other => Some(format!("not a typed plugin-error: {other}")),
+    }
+}
+
+impl Kit<'_> {
+    fn record(&mut self, name: &str, passed: bool, detail: impl Into<String>) {
+        let check = Check {
+            name: name.to_string(),
+            passed,
+            detail: self.redactor.redact(&detail.into()),
+        };
+        (self.report)(&check);
+        self.checks.push(check);
+    }
+
+    /// Records a call that must succeed; gives its value when it did.
+    fn expect_ok<T>(&mut self, name: &str, result: Result<T, CallError>) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.record(name, false, e.to_string());
+                None
+            }
+        }
+    }
+
+    fn context(&self) -> Context {
+        Context {
+            job: "conformance".into(),
+            run_id: unique(),
+            hostname: "conformance-kit".into(),
+            started_at: jiff::Timestamp::now().as_second().max(0) as u64,
+            entry_id: "plugin-under-test".into(),
+        }
+    }
+
+    fn setup(&self, grants: Grants) -> InstanceSetup {
+        InstanceSetup {
+            label: format!("conformance {}", self.plugin.origin),
+            grants,
+            // A kit run must end: an hour per call is plenty for the streamed object.
+            limits: Limits {
+                call_seconds: 3600,
+                total_seconds: 4 * 3600,
+                ..Limits::default()
+            },
+            tmpdir: self.scratch.dir.clone(),
+            redactor: self.redactor.clone(),
+        }
+    }
+
+    /// The grants a job would give: the explicit ones, else derived (embedded plugins)
+    /// or none (files).
+    async fn grants(&mut self) -> Result<Grants> {
+        if let Some(value) = &self.options.grants {
+            let spec = GrantSpec::parse(value, "--grants")?;
+            return Grants::resolve(&spec, GrantOrigin::Explicit, "--grants");
+        }
+        let Origin::Embedded(name) = &self.plugin.origin else {
+            return Ok(Grants::none());
+        };
+        let mut bare = self
+            .runtime
+            .instantiate_bare(self.plugin, "conformance")
+            .await?;
+        let asked = bare
+            .requested_grants(&self.config_json)
+            .await
+            .map_err(|e| anyhow::anyhow!("requested-grants: {e}"))?;
+        Grants::resolve(
+            &GrantSpec::from(asked),
+            GrantOrigin::Derived {
+                plugin: name.clone(),
+            },
+            "derived grants",
+        )
+    }
+
+    /// A configured instance with the job's grants.
+    async fn open(&mut self) -> Result<Option<Instance>> {
+        let grants = self.grants().await?;
+        let setup = self.setup(grants);
+        let mut instance = self.runtime.instantiate(self.plugin, setup).await?;
+        let configured = instance.configure(&self.context(), &self.config_json).await;
+        Ok(self.expect_ok("configure", configured).map(|()| instance))
+    }
+
+    /// Checks `describe`; gives what the plugin says it is.
+    async fn check_describe(&mut self) -> Option<About> {
+        let described = match self
+            .runtime
+            .instantiate_bare(self.plugin, "conformance")
+            .await
+        {
+            Ok(mut bare) => bare.describe().await.map_err(|e| e.to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match described {
+            Ok(about) if about.name.is_empty() => self.record("describe", false, "empty name"),
+            Ok(about) => {
+                self.record(
+                    "describe",
+                    true,
+                    format!(
+                        "{} {} ({} world, WIT {})",
+                        about.name,
+                        about.version,
+                        self.plugin.world.role,
+                        self.plugin.world.version
+                    ),
+                );
+                return Some(about);
+            }
+            Err(e) => self.record("describe", false, e),
+        }
+        None
+    }
+
+    async fn destination(&mut self) -> Result<()> {
+        let Some(mut dest) = self.open().await? else {
+            return Ok(());
+        };
+        let prefix = format!("conformance-{}/", unique());
+        let objects = self.sample_objects(&prefix)?;
+
+        for object in &objects {
+            let name = format!("put+get {}", object.what);
+            let put = dest.put_file(&object.key, &object.path, object.size).await;
+            if self.expect_ok(&name, put).is_none() {
+                continue;
+            }
+            let back = self.scratch.dir.join("got");
+            let got = dest.get_to_file(&object.key, &back).await;
+            if self.expect_ok(&name, got).is_none() {
+                continue;
+            }
+            let (size, digest) = file_digest(&back)?;
+            let _ = std::fs::remove_file(&back);
+            if (size, &digest) == (object.size, &object.sha256) {
+                self.record(&name, true, format!("{size} bytes back identical"));
+            } else {
+                self.record(
+                    &name,
+                    false,
+                    format!(
+                        "stored {} bytes (sha256 {}), got back {size} bytes (sha256 {digest})",
+                        object.size, object.sha256
+                    ),
+                );
+            }
+        }
+
+        let listed = dest.list(&prefix).await;
+        if let Some(listed) = self.expect_ok("list", listed) {
+            let mut wrong = Vec::new();
+            for object in &objects {
+                match listed.iter().find(|o| o.key == object.key) {
+                    None => wrong.push(format!("{} missing", object.key)),
+                    Some(o) if o.size != object.size => wrong.push(format!(
+                        "{} listed with size {} instead of {}",
+                        object.key, o.size, object.size
+                    )),
+                    Some(o) if o.modified.is_some_and(implausible_time) => wrong.push(format!(
+                        "{} listed with an implausible time {:?}",
+                        object.key, o.modified
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if let Some(stray) = listed.iter().find(|o| !o.key.starts_with(&prefix)) {
+                wrong.push(format!("{} is outside the prefix", stray.key));
+            }
+            self.record(
+                "list",
+                wrong.is_empty(),
+                if wrong.is_empty() {
+                    format!(
+                        "{} objects under {prefix} with the right sizes",
+                        listed.len()
+                    )
+                } else {
+                    wrong.join("; ")
+                },
+            );
+        }
+
+        let empty_prefix = format!("conformance-{}-empty/", unique());
+        let empty = dest.list(&empty_prefix).await;
+        if let Some(listed) = self.expect_ok("list empty prefix", empty) {
+            self.record(
+                "list empty prefix",
+                listed.is_empty(),
+                format!("{} objects under {empty_prefix}", listed.len()),
+            );
+        }
+
+        let mut deleted = true;
+        for object in &objects {
+            let result = dest.delete(&object.key).await;
+            deleted &= self.expect_ok("delete", result).is_some();
+        }
+        if deleted {
+            let after = dest.list(&prefix).await;
+            if let Some(after) = self.expect_ok("delete", after) {
+                self.record(
+                    "delete",
+                    after.is_empty(),
+                    format!("{} objects left under {prefix} after deleting", after.len()),
+                );
+            }
+        }
+
+        let missing = &objects[0].key;
+        match dest.delete(missing).await {
+            Ok(()) => self.record("delete missing", true, "ok, as the contract says"),
+            Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
+                self.record("delete missing", true, "typed not-found")
+            }
+            Err(e) => self.record("delete missing", false, format!("must be ok: {e}")),
+        }
+        let back = self.scratch.dir.join("missing");
+        match dest.get_to_file(missing, &back).await {
+            Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
+                self.record("get missing", true, "typed not-found")
+            }
+            Ok(()) => self.record("get missing", false, "succeeded for a deleted object"),
+            Err(e) => self.record(
+                "get missing",
+                false,
+                untyped(&e).unwrap_or_else(|| format!("must be not-found: {e}")),
+            ),
+        }
+        Ok(())
+    }
+
+    /// The objects of the round trip, written to scratch files: small, empty, large.
+    fn sample_objects(&self, prefix: &str) -> Result<Vec<Sample>> {
+        let mut out = Vec::new();
+        for (what, size) in [
+            ("small", 1000 + 17),
+            ("empty", 0),
+            ("large", self.options.large_bytes),
+        ] {
+            let path = self.scratch.dir.join(what);
+            let sha256 = write_pseudo_random(&path, size)?;
+            out.push(Sample {
+                what: format!("{what} ({})", crate::report::human_bytes(size)),
+                key: format!("{prefix}{what}.bin"),
+                path,
+                size,
+                sha256,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn source(&mut self) -> Result<()> {
+        let Some(mut source) = self.open().await? else {
+            return Ok(());
+        };
+        let (artifact, mut chunks) = sink::artifact_channel();
+        // Drained and counted, never kept: a dump of any size runs in the same memory.
+        let drained = tokio::spawn(async move {
+            let mut bytes = 0u64;
+            while let Some(chunk) = chunks.recv().await {
+                bytes += chunk.len() as u64;
+            }
+            bytes
+        });
+        let dumped = source.dump(&artifact).await;
+        drop(artifact);
+        drop(source);
+        let bytes = drained.await.context("draining the dump")?;
+        let Some(info) = self.expect_ok("dump", dumped) else {
+            return Ok(());
+        };
+        self.record(
+            "dump",
+            true,
+            format!("stream ended cleanly after {bytes} bytes"),
+        );
+        // The rule a run applies to a kind before it names an object after it.
+        let kind_ok = crate::job::valid_kind(&info.kind);
+        self.record(
+            "dump kind",
+            kind_ok,
+            if kind_ok {
+                format!("{:?}", info.kind)
+            } else {
+                format!(
+                    "{:?}: a kind is 1-16 letters, digits or -",
+                    crate::report::shorten(info.kind, 40)
+                )
+            },
+        );
+        Ok(())
+    }
+
+    async fn notifier(&mut self) -> Result<()> {
+        let Some(mut notifier) = self.open().await? else {
+            return Ok(());
+        };
+        for (outcome, success) in [("successful", true), ("failed", false)] {
+            let name = format!("notify {outcome} run");
+            let sent = notifier.notify(&sample_report(success).to_wit()).await;
+            if self.expect_ok(&name, sent).is_some() {
+                self.record(
+                    &name,
+                    true,
+                    format!("a sample {outcome} run's report was accepted"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Run with no grants at all, the plugin must fail with a typed error (or need
+    /// nothing) — never trap or hang.
+    async fn without_grants(&mut self) {
+        const NAME: &str = "no grants";
+        let setup = self.setup(Grants::none());
+        let mut instance = match self.runtime.instantiate(self.plugin, setup).await {
+            Ok(i) => i,
+            Err(e) => return self.record(NAME, false, format!("{e:#}")),
+        };
+        let result = match instance.configure(&self.context(), &self.config_json).await {
+            Err(e) => Err(e),
+            Ok(()) => match self.plugin.world.role {
+                Role::Source => {
+                    let (artifact, mut chunks) = sink::artifact_channel();
+                    let drained =
+                        tokio::spawn(async move { while chunks.recv().await.is_some() {} });
+                    let dumped = instance.dump(&artifact).await.map(|_| ());
+                    drop(artifact);
+                    drop(instance);
+                    let _ = drained.await;
+                    dumped
+                }
+                Role::Destination => instance.list("").await.map(|_| ()),
+                Role::Notifier => instance.notify(&sample_report(true).to_wit()).await,
+            },
+        };
+        match result {
+            Ok(()) => self.record(NAME, true, "works without grants (needs none)"),
+            Err(e) => match untyped(&e) {
+                Some(why) => self.record(NAME, false, why),
+                None => self.record(NAME, true, format!("typed failure: {e}")),
+            },
+        }
+    }
+}
+
+struct Sample {
+    what: String,
+    key: String,
+    path: PathBuf,
+    size: u64,
+    sha256: String,
+}
+
+/// Seconds since the epoch before 2000 or more than a day ahead: no real store says that.
+fn implausible_time(secs: u64) -> bool {
+    let now = jiff::Timestamp::now().as_second().max(0) as u64;
+    secs < 946_684_800 || secs > now + 86_400
+}
+
+/// Writes `size` bytes of a fixed pseudo-random sequence (incompressible, so no backend
+/// can shortcut it) to `path`, a MiB at a time; gives its sha256.
+fn write_pseudo_random(path: &Path, size: u64) -> Result<String> {
+    let mut file = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let mut hasher = Sha256::new();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ size;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        for word in chunk[..n].chunks_mut(8) {
+            // xorshift64: fast, and good enough to defeat compression and dedup.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+        }
+        hasher.update(&chunk[..n]);
+        file.write_all(&chunk[..n])?;
+        left -= n as u64;
+    }
+    file.flush()?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Size and sha256 of a file, read a MiB at a time.
+fn file_digest(path: &Path) -> Result<(u64, String)> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// A run report: one source stored at one destination, and when `!success` a second
+/// source that failed — the shapes a notifier must render.
+fn sample_report(success: bool) -> crate::report::RunReport {
+    use crate::report::{DestinationResult, RunReport, SourceResult};
+    let finished = jiff::Timestamp::now();
+    let source = |id: &str, ok: bool| SourceResult {
+        id: id.into(),
+        name: format!("{id} (conformance sample)"),
+        ok,
+        error: (!ok).then(|| "pg_dump: connection refused (transient)".into()),
+        warnings: Vec::new(),
+        bytes_in: if ok { 4096 } else { 0 },
+        bytes_out: if ok { 1024 } else { 0 },
+        duration: std::time::Duration::from_millis(1500),
+        object: ok.then(|| format!("{id}/2026-01-01/020000Z/{id}.tar.gz.gpg")),
+    };
+    RunReport {
+        job: "conformance".into(),
+        hostname: "conformance-kit".into(),
+        run_id: unique(),
+        started: finished - jiff::SignedDuration::from_secs(2),
+        finished,
+        sources: if success {
+            vec![source("etc", true)]
+        } else {
+            vec![source("etc", true), source("db", false)]
+        },
+        destinations: vec![DestinationResult {
+            destination_id: "disk".into(),
+            source_id: "etc".into(),
+            ok: true,
+            object: Some("etc/2026-01-01/020000Z/etc.tar.gz.gpg".into()),
+            error: None,
+            retained: Some(3),
+            deleted: vec!["etc/2025-12-29/020000Z/etc.tar.gz.gpg".into()],
+            retention_error: None,
+        }],
+        notifications: Vec::new(),
+    }
+}
