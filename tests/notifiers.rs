@@ -1001,3 +1001,69 @@ fn matrix_messages_land_in_the_room_of_a_real_synapse() {
         "{bodies:?}"
     );
 }
+
+/// An HTTPS server on 127.0.0.1 with `cert`, answering 200 and appending each request's
+/// body to `log`.
+fn https_recorder(cert: &(PathBuf, PathBuf), log: &Path) -> Server {
+    let port = free_port();
+    let script = r#"
+import http.server, ssl, sys
+port, cert, key, log = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        with open(log, "ab") as f:
+            f.write(body + b"\n")
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("127.0.0.1", port), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+    start_server(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(&cert.0)
+            .arg(&cert.1)
+            .arg(log),
+        port,
+        "https recorder",
+    )
+}
+
+#[test]
+fn https_from_plugins_trusts_the_systems_roots_and_ssl_cert_file() {
+    let work = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&work.path().join("pki"));
+    let log = work.path().join("bodies");
+    let server = https_recorder(&pki.server, &log);
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"data").unwrap();
+    let job = job(
+        work.path(),
+        &src,
+        vec![
+            json!({"id": "hook", "type": "webhook", "notify_on_success": 1,
+                    "url": format!("https://127.0.0.1:{}/hook", server.port)}),
+        ],
+    );
+    // The internal CA, trusted the standard way: delivered over HTTPS.
+    let r = run_trusting(&pki.ca, &job);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("notification failed"), "{}", r.stderr);
+    let bodies = fs::read_to_string(&log).expect("the HTTPS server got the webhook");
+    assert!(bodies.contains("nightly"), "{bodies}");
+    // Another CA: the certificate does not verify, nothing is sent, the backup stands.
+    let r = run_trusting(&pki.other_ca, &job);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_notifier_failed(&r, "hook", "");
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        bodies,
+        "nothing new delivered"
+    );
+}

@@ -47,28 +47,36 @@ impl WasiHttpHooks for GrantedHttp {
         }
         let policy = self.policy.clone();
         tracing::debug!(plugin = %policy.label, "http {} {}:{}", request.method(), host, port);
-        // The granted request goes out through wasmtime's own sender (rustls, webpki roots).
+        let tls = uri.scheme_str() == Some("https");
+        // wasmtime's own sender is not used: see http_send.rs for why.
         _ = fut;
         Box::new(async move {
-            use http_body_util::BodyExt;
-            if let Some(addr) = super::net::name_reaches_internal(&host, port).await {
-                policy
-                    .net_denials
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(
-                    plugin = %policy.label,
-                    capability = "net",
-                    wanted = %format!("{host}:{port}"),
-                    "denied: {host} resolves to the internal address {addr}; \
-                     grant that address itself if this is intended"
-                );
-                return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
-            }
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            use super::net::{Unreachable, resolve_for_http};
+            let addr = match resolve_for_http(&host, port).await {
+                Ok(addr) => addr,
+                Err(Unreachable::Internal(addr)) => {
+                    policy
+                        .net_denials
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        plugin = %policy.label,
+                        capability = "net",
+                        wanted = %format!("{host}:{port}"),
+                        "denied: {host} resolves to the internal address {addr}; \
+                         grant that address itself if this is intended"
+                    );
+                    return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
+                }
+                Err(Unreachable::Dns(why)) => {
+                    tracing::debug!(plugin = %policy.label, "http: {host}: {why}");
+                    return Err(wasmtime_wasi_http::Error::DnsError {
+                        rcode: Some(why),
+                        info_code: None,
+                    });
+                }
+            };
+            let (response, io) = super::http_send::send(request, options, addr, &host, tls).await?;
+            Ok((response, io))
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod bindings;
 mod embedded;
 mod host_api;
 mod http;
+mod http_send;
 mod instance;
 pub mod loader;
 mod net;

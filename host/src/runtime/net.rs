@@ -4,8 +4,8 @@
 //! grant) must not become a way into this machine or the cloud's metadata service, so
 //! loopback, link-local and unspecified addresses are reachable only when the grant
 //! names them literally (`127.0.0.1:9000`, `[::1]:9000`) or names `localhost`.
-//! (A name whose DNS answer changes between this check and the connection — DNS
-//! rebinding — is not caught for HTTP: SECURITY.md says so.)
+//! HTTP requests connect to the very address checked here (see `http_send.rs`), so a DNS
+//! answer that changes between check and connection (DNS rebinding) changes nothing.
 
 use crate::grants::Grants;
 use std::net::{IpAddr, SocketAddr};
@@ -24,17 +24,35 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-/// For `wasi:http`: when `host` (already matched by a grant) is a name other than
-/// `localhost`, the internal address it resolves to, if any.
-pub async fn name_reaches_internal(host: &str, port: u16) -> Option<SocketAddr> {
+/// Why an HTTP request's peer was not resolved to an address we may connect to.
+pub enum Unreachable {
+    /// A name other than `localhost` leads into this host or its metadata service.
+    Internal(SocketAddr),
+    /// The name did not resolve.
+    Dns(String),
+}
+
+/// For `wasi:http`: the one address a request to `host:port` (already matched by a grant)
+/// will connect to. An IP literal is itself (the grant named it); `localhost` is allowed
+/// its loopback address; any other name must not lead to an internal address.
+pub async fn resolve_for_http(host: &str, port: u16) -> Result<SocketAddr, Unreachable> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<IpAddr>().is_ok() || bare.eq_ignore_ascii_case("localhost") {
-        return None;
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
     }
-    tokio::net::lookup_host((bare, port))
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((bare, port))
         .await
-        .ok()?
-        .find(|a| is_internal(a.ip()))
+        .map_err(|e| Unreachable::Dns(e.to_string()))?
+        .collect();
+    if !bare.eq_ignore_ascii_case("localhost")
+        && let Some(internal) = addrs.iter().find(|a| is_internal(a.ip()))
+    {
+        return Err(Unreachable::Internal(*internal));
+    }
+    addrs
+        .first()
+        .copied()
+        .ok_or_else(|| Unreachable::Dns(format!("{bare} has no address")))
 }
 
 /// For `wasi:sockets`: may the plugin connect to `addr`? Hostname grants are resolved

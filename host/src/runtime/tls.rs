@@ -83,3 +83,16 @@ impl TlsProvider for SystemTrust {
         })
     }
 }
+
+/// For HTTPS requests the host sends for plugins (`http_send.rs`): the same trust.
+pub fn connector() -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(CLIENT_CONFIG.clone())
+}
+
+/// The name a certificate must be valid for: a DNS name, or an IP address (`[::1]` too).
+pub fn server_name(
+    host: &str,
+) -> Result<ServerName<'static>, rustls::pki_types::InvalidDnsNameError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(bare.to_string())
+}
