@@ -14,60 +14,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
 
-/// Records every request as a JSON line; `/status/500…` answers 500, `/slow…` never answers
-/// in time.
-const RECORDER: &str = r#"
-import json, sys, time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-log = open(sys.argv[2], "a")
-class H(BaseHTTPRequestHandler):
-    def handle_any(self):
-        n = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(n).decode("utf-8", "replace")
-        log.write(json.dumps({"method": self.command, "path": self.path,
-            "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}) + "\n")
-        log.flush()
-        if "/slow" in self.path:
-            time.sleep(60)
-        code = 500 if "/status/500" in self.path else 200
-        self.send_response(code)
-        self.send_header("content-length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-    do_POST = do_PUT = do_GET = handle_any
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"#;
-
-fn recorder(log: &Path) -> Server {
-    let port = free_port();
-    start_server(
-        Command::new("python3")
-            .args(["-c", RECORDER, &port.to_string()])
-            .arg(log),
-        port,
-        "the recording server",
-    )
-}
-
-fn pushgateway() -> Server {
-    let port = free_port();
-    start_server(
-        Command::new("prometheus-pushgateway")
-            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
-        port,
-        "prometheus-pushgateway",
-    )
-}
-
-fn recorded(log: &Path) -> Vec<serde_json::Value> {
-    fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
 fn request<'a>(log: &'a [serde_json::Value], path: &str) -> &'a serde_json::Value {
     log.iter()
         .find(|r| r["path"] == path)
@@ -349,48 +295,6 @@ fn failing_hanging_and_ungranted_notifiers_never_fail_the_backup() {
     );
 }
 
-/// osmem-server (PyPI): an in-memory server speaking the Elasticsearch/OpenSearch API.
-fn osmem() -> Server {
-    let dir = Command::new("python3")
-        .args([
-            "-c",
-            "import osmem_server, os; print(os.path.dirname(osmem_server.__file__))",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        dir.status.success(),
-        "osmem-server must be installed (.ci/run: pip install osmem-server)"
-    );
-    let binary =
-        PathBuf::from(String::from_utf8(dir.stdout).unwrap().trim()).join("bin/osmem-server");
-    let port = free_port();
-    start_server(
-        Command::new(binary).args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"]),
-        port,
-        "osmem-server",
-    )
-}
-
-fn http_json(method: &str, url: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, urllib.request; r = urllib.request.Request(sys.argv[2], method=sys.argv[1]); \
-             print(urllib.request.urlopen(r).read().decode())",
-            method,
-            url,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{method} {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 #[test]
 fn elasticsearch_gets_one_searchable_document_per_run() {
     let es = osmem();
@@ -421,42 +325,6 @@ fn elasticsearch_gets_one_searchable_document_per_run() {
     assert_eq!(doc["success"], true);
     assert_eq!(doc["sources"][0]["id"], "etc");
     assert_eq!(doc["@timestamp"], now, "{doc}");
-}
-
-/// telegram-test-api (npm): a Telegram Bot API emulator. The script also writes the
-/// messages bots sent to a file, for the test to read.
-const TELEGRAM: &str = r#"
-const fs = require("fs");
-const TelegramServer = require("telegram-test-api");
-// With `node -e`, the arguments follow the executable directly.
-const [port, out] = process.argv.slice(1);
-const server = new TelegramServer({ port: Number(port), host: "127.0.0.1" });
-server.start().then(() => {
-  setInterval(() => fs.writeFileSync(out, JSON.stringify(server.storage.botMessages)), 100);
-});
-"#;
-
-fn telegram(messages: &Path) -> Server {
-    let modules = std::env::var("BACKUPS_NPM_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/backups-npm")
-        })
-        .join("node_modules");
-    assert!(
-        modules.join("telegram-test-api").is_dir(),
-        "telegram-test-api must be installed in {} (.ci/run installs it)",
-        modules.display()
-    );
-    let port = free_port();
-    start_server(
-        Command::new("node")
-            .args(["-e", TELEGRAM, &port.to_string()])
-            .arg(messages)
-            .env("NODE_PATH", &modules),
-        port,
-        "telegram-test-api",
-    )
 }
 
 #[test]
@@ -503,58 +371,6 @@ fn telegram_messages_reach_the_bot_api() {
             .unwrap()
             .starts_with("Backup of job nightly on db1 succeeded")
     );
-}
-
-/// aiosmtpd (PyPI) requiring AUTH; saves each message with its envelope and whether the
-/// session was TLS. Modes: `plain`; `starttls` (AUTH and mail only after STARTTLS);
-/// `implicit` (TLS from the first byte, port-465 style). The TLS modes take a certificate
-/// and key.
-const SMTPD: &str = r#"
-import json, os, ssl, sys, time
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
-port, outdir, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-class Handler:
-    async def handle_DATA(self, server, session, envelope):
-        tls = server.transport.get_extra_info("ssl_object")
-        n = len(os.listdir(outdir))
-        with open(os.path.join(outdir, f"{n}.json"), "w") as f:
-            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
-                       "tls": tls.version() if tls else None,
-                       "authenticated": session.authenticated,
-                       "content": envelope.content.decode("utf-8", "replace")}, f)
-        return "250 OK"
-def authenticator(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"backups" and auth_data.password == b"relay-pass-123"
-    # handled=False: let aiosmtpd answer a failure with 535 (the default means "already answered").
-    return AuthResult(success=ok, handled=False)
-if mode == "plain":
-    tls = dict(auth_require_tls=False)
-else:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(sys.argv[4], sys.argv[5])
-    # aiosmtpd only knows about TLS it started itself (STARTTLS): with implicit TLS its
-    # auth_require_tls would hide AUTH on a connection that is encrypted from the start.
-    tls = {"starttls": dict(tls_context=context, require_starttls=True, auth_require_tls=True),
-           "implicit": dict(ssl_context=context, auth_require_tls=False)}[mode]
-Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
-           auth_required=True, **tls).start()
-while True:
-    time.sleep(3600)
-"#;
-
-/// `smtpd` in `mode`, with `cert` (certificate, key) for the TLS modes.
-fn smtpd(outdir: &Path, mode: &str, cert: Option<&(PathBuf, PathBuf)>) -> Server {
-    fs::create_dir_all(outdir).unwrap();
-    let port = free_port();
-    let mut cmd = Command::new("python3");
-    cmd.args(["-c", SMTPD, &port.to_string()])
-        .arg(outdir)
-        .arg(mode);
-    if let Some((cert, key)) = cert {
-        cmd.arg(cert).arg(key);
-    }
-    start_server(&mut cmd, port, &format!("aiosmtpd ({mode})"))
 }
 
 /// The messages an `smtpd` saved.
@@ -843,118 +659,6 @@ fn smtp_speaks_starttls_and_implicit_tls_and_refuses_a_server_it_cannot_verify()
     );
     assert!(delivered(&misnamed_mail).is_empty());
     assert_eq!(delivered(&implicit_mail).len(), 1, "nothing new arrived");
-}
-
-/// A real Synapse homeserver (PyPI matrix-synapse) on 127.0.0.1, with a bot user and a
-/// room; `api` drives its client-server API. Set BACKUPS_SKIP_SYNAPSE=1 to skip it where
-/// installing Synapse is not wanted (documented in the README); CI runs it.
-struct Synapse {
-    _server: Server,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-const SYNAPSE_API: &str = r#"
-import json, sys, urllib.request
-url, action = sys.argv[1], sys.argv[2]
-def call(method, path, body=None, token=None):
-    req = urllib.request.Request(url + path, method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"content-type": "application/json", **({"authorization": "Bearer " + token} if token else {})})
-    return json.loads(urllib.request.urlopen(req).read())
-if action == "setup":
-    login = call("POST", "/_matrix/client/v3/login", {"type": "m.login.password",
-        "identifier": {"type": "m.id.user", "user": "backupbot"}, "password": "bot-password-1"})
-    room = call("POST", "/_matrix/client/v3/createRoom", {"name": "backups"}, login["access_token"])
-    print(json.dumps({"token": login["access_token"], "room": room["room_id"]}))
-else:
-    token, room = sys.argv[3], sys.argv[4]
-    msgs = call("GET", "/_matrix/client/v3/rooms/" + urllib.parse.quote(room) + "/messages?dir=b&limit=20", None, token)
-    print(json.dumps([e["content"]["body"] for e in msgs["chunk"] if e["type"] == "m.room.message"]))
-"#;
-
-impl Synapse {
-    fn start() -> Synapse {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let config = d.join("homeserver.yaml");
-        let generated = Command::new("python3")
-            .args([
-                "-m",
-                "synapse.app.homeserver",
-                "--server-name",
-                "localhost",
-                "--config-path",
-            ])
-            .arg(&config)
-            .arg("--data-directory")
-            .arg(d)
-            .args(["--generate-config", "--report-stats=no"])
-            .output()
-            .expect("python3");
-        assert!(
-            generated.status.success(),
-            "matrix-synapse must be installed (.ci/run: pip install matrix-synapse): {}",
-            String::from_utf8_lossy(&generated.stderr)
-        );
-        let port = free_port();
-        let mut text = fs::read_to_string(&config).unwrap();
-        // Later keys win: a loopback listener, a registration secret, no federation.
-        text += &format!(
-            "\nlisteners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    type: http\n    tls: false\n    \
-             x_forwarded: false\n    resources:\n      - names: [client]\n        compress: false\n\
-             registration_shared_secret: \"synapse-test-secret\"\ntrusted_key_servers: []\n\
-             suppress_key_server_warning: true\nrc_message:\n  per_second: 1000\n  burst_count: 1000\n"
-        );
-        fs::write(&config, text).unwrap();
-        let server = start_server(
-            Command::new("python3")
-                .args(["-m", "synapse.app.homeserver", "--config-path"])
-                .arg(&config)
-                // Its log (homeserver.log) goes to the working directory.
-                .current_dir(d),
-            port,
-            "synapse",
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let registered = Command::new("register_new_matrix_user")
-            .args([
-                "-u",
-                "backupbot",
-                "-p",
-                "bot-password-1",
-                "--no-admin",
-                "-c",
-            ])
-            .arg(&config)
-            .arg(&url)
-            .output()
-            .expect("register_new_matrix_user (matrix-synapse)");
-        assert!(
-            registered.status.success(),
-            "{}",
-            String::from_utf8_lossy(&registered.stderr)
-        );
-        Synapse {
-            _server: server,
-            url,
-            _dir: dir,
-        }
-    }
-
-    fn api(&self, args: &[&str]) -> serde_json::Value {
-        let out = Command::new("python3")
-            .args(["-c", SYNAPSE_API, &self.url])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "synapse API: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
 }
 
 #[test]

@@ -10,13 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use support::*;
 
-struct Sshd {
-    /// Killed by its pid when the test ends.
-    _server: Server,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
 fn keygen(path: &Path) {
     let status = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-f"])
@@ -24,73 +17,6 @@ fn keygen(path: &Path) {
         .status()
         .expect("ssh-keygen (openssh-client) is installed");
     assert!(status.success());
-}
-
-impl Sshd {
-    /// Starts sshd; fails the test (never skips) when it cannot.
-    fn start() -> Sshd {
-        Sshd::start_with("")
-    }
-
-    /// With extra sshd_config lines (e.g. `SetEnv PATH=…` for stand-in commands).
-    fn start_with(extra: &str) -> Sshd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        keygen(&d.join("host_key"));
-        keygen(&d.join("client_key"));
-        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        fs::create_dir_all("/run/sshd").unwrap(); // privilege separation directory
-        let port = free_port();
-        let config = d.join("sshd_config");
-        fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
-                 AuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\n\
-                 KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n{extra}\n",
-                host = d.join("host_key").display(),
-                pid = d.join("sshd.pid").display(),
-                auth = d.join("authorized_keys").display(),
-            ),
-        )
-        .unwrap();
-        let host_pub = fs::read_to_string(d.join("host_key.pub")).unwrap();
-        fs::write(
-            d.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {host_pub}"),
-        )
-        .unwrap();
-        // -D: stay in the foreground, so the pid we hold is sshd's.
-        let server = start_server(
-            Command::new("/usr/sbin/sshd")
-                .args(["-D", "-e", "-f"])
-                .arg(&config),
-            port,
-            "sshd (openssh-server)",
-        );
-        Sshd {
-            _server: server,
-            port,
-            dir,
-        }
-    }
-
-    fn keys(&self) -> serde_json::Value {
-        json!({
-            "sshhost": "127.0.0.1",
-            "sshport": self.port,
-            "sshuser": whoami(),
-            "identity_file": self.dir.path().join("client_key"),
-            "known_hosts": self.dir.path().join("known_hosts"),
-        })
-    }
-}
-
-fn whoami() -> String {
-    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 fn source(sshd: &Sshd, id: &str, kind: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -245,65 +171,6 @@ fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
         dump.contains("(1,'one')") && dump.contains("(2,'two')"),
         "{dump}"
     );
-}
-
-/// Stand-ins for the LVM tools and mount: this kernel has no device-mapper. They record
-/// every call in `calls.log`, keep logical volumes as files in `lvs/`, and "mount" a
-/// snapshot by copying a served directory into the mount point.
-fn lvm_stand_ins(dir: &Path, served: &Path) -> PathBuf {
-    let bin = dir.join("stand-ins");
-    let state = dir.join("lvs");
-    fs::create_dir_all(&bin).unwrap();
-    fs::create_dir_all(&state).unwrap();
-    let log = dir.join("calls.log");
-    let header = format!(
-        "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> '{}'\n",
-        log.display()
-    );
-    let scripts = [
-        (
-            "lvcreate",
-            format!(
-                "for a; do [ \"$prev\" = --name ] && name=$a; prev=$a; done\ntouch '{}'/\"$name\"\n",
-                state.display()
-            ),
-        ),
-        (
-            "lvs",
-            format!(
-                "for f in '{}'/*; do echo \"  $(basename \"$f\")\"; done\n",
-                state.display()
-            ),
-        ),
-        (
-            "lvremove",
-            format!("name=${{2#*/}}\nrm '{}'/\"$name\"\n", state.display()),
-        ),
-        (
-            "mount",
-            format!(
-                "[ -f '{fail}' ] && {{ echo 'mount: wrong fs type' >&2; exit 32; }}\nfor last; do :; done\ncp -a '{served}'/. \"$last\"/\n",
-                fail = dir.join("mount-fails").display(),
-                served = served.display()
-            ),
-        ),
-        ("umount", "find \"$1\" -mindepth 1 -delete\n".to_string()),
-    ];
-    for (name, body) in scripts {
-        let path = bin.join(name);
-        fs::write(&path, format!("{header}{body}")).unwrap();
-        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    }
-    // Volumes present before the run: the origin, two older snapshots, someone else's.
-    for lv in [
-        "data",
-        "data-backups-1000",
-        "data-backups-2000",
-        "other-backups-1",
-    ] {
-        fs::write(state.join(lv), b"").unwrap();
-    }
-    bin
 }
 
 fn calls(dir: &Path) -> Vec<String> {

