@@ -37,72 +37,9 @@ fn checked(out: std::process::Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A service account: an RSA key pair made with openssl, and its JSON key file.
-struct Account {
-    email: String,
-    key_file: PathBuf,
-    public_key: PathBuf,
-}
-
-impl Account {
-    fn new(dir: &Path, name: &str) -> Account {
-        fs::create_dir_all(dir).unwrap();
-        let private = dir.join(format!("{name}.pem"));
-        let public_key = dir.join(format!("{name}.pub.pem"));
-        let openssl = |args: &[&str]| {
-            checked(
-                Command::new("openssl").args(args).output().unwrap(),
-                "openssl",
-            )
-        };
-        openssl(&[
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-            "-out",
-            private.to_str().unwrap(),
-        ]);
-        openssl(&[
-            "pkey",
-            "-in",
-            private.to_str().unwrap(),
-            "-pubout",
-            "-out",
-            public_key.to_str().unwrap(),
-        ]);
-        Account {
-            email: format!("{name}@backups-test.iam.gserviceaccount.com"),
-            key_file: dir.join(format!("{name}.json")),
-            public_key,
-        }
-        .with_key_file(&private)
-    }
-
-    /// Writes the key file as `gcloud iam service-accounts keys create` does (token_uri
-    /// is set per test with [`Account::token_uri`]).
-    fn with_key_file(self, private: &Path) -> Account {
-        let key = json!({
-            "type": "service_account", "project_id": "backups-test",
-            "private_key_id": "0123456789abcdef", "private_key": fs::read_to_string(private).unwrap(),
-            "client_email": self.email, "client_id": "1234567890",
-            "auth_uri": "https://accounts.google.com/o/oauth2/auth",
-            "token_uri": "https://oauth2.googleapis.com/token",
-        });
-        fs::write(&self.key_file, serde_json::to_string_pretty(&key).unwrap()).unwrap();
-        self
-    }
-
-    /// Points the key file at `uri`.
-    fn token_uri(&self, uri: &str) {
-        let mut key: Value = serde_json::from_slice(&fs::read(&self.key_file).unwrap()).unwrap();
-        key["token_uri"] = json!(uri);
-        fs::write(&self.key_file, key.to_string()).unwrap();
-    }
-
+impl GoogleAccount {
     /// The same account with another account's private key: its signatures do not verify.
-    fn impostor(&self, dir: &Path, other: &Account) -> PathBuf {
+    fn impostor(&self, dir: &Path, other: &GoogleAccount) -> PathBuf {
         let mut key: Value = serde_json::from_slice(&fs::read(&self.key_file).unwrap()).unwrap();
         let theirs: Value = serde_json::from_slice(&fs::read(&other.key_file).unwrap()).unwrap();
         key["private_key"] = theirs["private_key"].clone();
@@ -128,7 +65,7 @@ struct TokenEndpoint {
 }
 
 impl TokenEndpoint {
-    fn start(account: &Account, scope: &str, dir: &Path) -> TokenEndpoint {
+    fn start(account: &GoogleAccount, scope: &str, dir: &Path) -> TokenEndpoint {
         let port = free_port();
         let log = dir.join(format!("token-{port}.jsonl"));
         let server = start_server(
@@ -241,7 +178,7 @@ struct DriveStub {
 }
 
 impl DriveStub {
-    fn start(account: &Account, dir: &Path, faults: &[&str]) -> DriveStub {
+    fn start(account: &GoogleAccount, dir: &Path, faults: &[&str]) -> DriveStub {
         let port = free_port();
         let store = dir.join(format!("drive-{port}"));
         fs::create_dir_all(&store).unwrap();
@@ -313,7 +250,7 @@ impl DriveStub {
 /// fake-gcs-server with the bucket.
 struct GcsSite {
     work: tempfile::TempDir,
-    account: Account,
+    account: GoogleAccount,
     token: TokenEndpoint,
     gcs: FakeGcs,
 }
@@ -321,7 +258,7 @@ struct GcsSite {
 impl GcsSite {
     fn start() -> GcsSite {
         let work = tempfile::tempdir().unwrap();
-        let account = Account::new(&work.path().join("keys"), "gs-writer");
+        let account = GoogleAccount::new(&work.path().join("keys"), "gs-writer");
         let token = TokenEndpoint::start(&account, GCS_SCOPE, work.path());
         account.token_uri(&token.url());
         let gcs = FakeGcs::start(&[BUCKET]);
@@ -358,14 +295,14 @@ fn gdrive_dest(id: &str, stub: &DriveStub, key_file: &Path) -> Value {
 /// endpoint) that knows it, started with `faults`.
 struct DriveSite {
     work: tempfile::TempDir,
-    account: Account,
+    account: GoogleAccount,
     stub: DriveStub,
 }
 
 impl DriveSite {
     fn start(faults: &[&str]) -> DriveSite {
         let work = tempfile::tempdir().unwrap();
-        let account = Account::new(&work.path().join("keys"), "drive-writer");
+        let account = GoogleAccount::new(&work.path().join("keys"), "drive-writer");
         let stub = DriveStub::start(&account, work.path(), faults);
         DriveSite {
             work,
@@ -680,8 +617,8 @@ fn failures_fail_only_their_destination_and_leave_nothing_partial() {
     let site = GcsSite::start();
     let work = site.work.path();
     let keys = work.join("keys");
-    let stranger = Account::new(&keys, "stranger");
-    let drive_account = Account::new(&keys, "drive-writer");
+    let stranger = GoogleAccount::new(&keys, "stranger");
+    let drive_account = GoogleAccount::new(&keys, "drive-writer");
     let revoked = DriveStub::start(&drive_account, work, &["--unauthorized"]);
     let full = DriveStub::start(&drive_account, work, &["--quota-bytes", &MIB.to_string()]);
     let src = work.join("src");

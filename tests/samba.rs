@@ -9,7 +9,6 @@ mod support;
 use serde_json::json;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use support::*;
@@ -21,113 +20,19 @@ const SHARE: &str = "backups";
 const FOLDER: &str = "Backups Archive/nightly run";
 const PASSPHRASE: &str = "pw-pw-pw";
 
-struct Smbd {
-    server: Server,
-    /// smb.conf, the state directories and the share; removed when the server is dropped.
-    dir: tempfile::TempDir,
-    user: String,
+/// Where the objects are, on disk.
+fn objects_dir(smbd: &Smbd) -> PathBuf {
+    smbd.share_dir().join(FOLDER)
 }
 
-impl Smbd {
-    fn start() -> Smbd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for sub in [
-            "private", "lock", "state", "cache", "pid", "ncalrpc", "share",
-        ] {
-            fs::create_dir_all(d.join(sub)).unwrap();
-        }
-        let port = free_port();
-        let conf = d.join("smb.conf");
-        fs::write(
-            &conf,
-            format!(
-                "[global]
-  workgroup = TESTGROUP
-  server role = standalone server
-  smb ports = {port}
-  interfaces = 127.0.0.1
-  bind interfaces only = yes
-  disable netbios = yes
-  server min protocol = SMB2
-  map to guest = never
-  usershare path =
-  load printers = no
-  printing = bsd
-  printcap name = /dev/null
-  disable spoolss = yes
-  private dir = {d}/private
-  lock directory = {d}/lock
-  state directory = {d}/state
-  cache directory = {d}/cache
-  pid directory = {d}/pid
-  ncalrpc dir = {d}/ncalrpc
-  log file = {d}/smbd.log
-  passdb backend = tdbsam:{d}/private/passdb.tdb
-
-[{SHARE}]
-  path = {d}/share
-  read only = no
-",
-                d = d.display()
-            ),
-        )
-        .unwrap();
-        // A Samba account must be a Unix account: use the one running the tests (root in
-        // CI), with its own password in this server's private database only.
-        let user = String::from_utf8(Command::new("id").arg("-un").output().unwrap().stdout)
-            .unwrap()
-            .trim()
-            .to_string();
-        let mut smbpasswd = Command::new(sbin("smbpasswd"))
-            .args(["-c"])
-            .arg(&conf)
-            .args(["-a", "-s", &user])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("smbpasswd (package samba) is installed; .ci/run installs it");
-        use std::io::Write;
-        write!(smbpasswd.stdin.take().unwrap(), "{PASSWORD}\n{PASSWORD}\n").unwrap();
-        assert!(smbpasswd.wait().unwrap().success(), "smbpasswd -a failed");
-        let server = start_server(
-            Command::new(sbin("smbd"))
-                .args(["--foreground", "--no-process-group", "-s"])
-                .arg(&conf),
-            port,
-            "smbd",
-        );
-        Smbd { server, dir, user }
-    }
-
-    fn share_dir(&self) -> PathBuf {
-        self.dir.path().join("share")
-    }
-
-    /// Where the objects are, on disk.
-    fn objects_dir(&self) -> PathBuf {
-        self.share_dir().join(FOLDER)
-    }
-
-    fn dest(&self, id: &str, password: &str) -> serde_json::Value {
-        dest_at(self.server.port, &self.user, id, password)
-    }
+fn dest(smbd: &Smbd, id: &str, password: &str) -> serde_json::Value {
+    dest_at(smbd.server.port, &smbd.user, id, password)
 }
 
 fn dest_at(port: u16, user: &str, id: &str, password: &str) -> serde_json::Value {
     json!({"id": id, "type": "samba", "host": "127.0.0.1", "port": port, "share": SHARE,
            "workgroup": "TESTGROUP", "suffix": "gpg", "folder": FOLDER,
            "credentials": {"username": user, "password": password}})
-}
-
-/// Samba's daemons live in /usr/sbin, which is not on every user's PATH.
-fn sbin(program: &str) -> PathBuf {
-    let path = Path::new("/usr/sbin").join(program);
-    if path.exists() {
-        path
-    } else {
-        PathBuf::from(program)
-    }
 }
 
 fn job(work: &Path, src: &Path, destinations: Vec<serde_json::Value>) -> PathBuf {
@@ -189,7 +94,7 @@ fn files_named(dir: &Path, suffix: &str) -> Vec<String> {
 
 #[test]
 fn samba_stores_artifacts_that_decrypt_with_gpg_and_never_shows_the_password() {
-    let smbd = Smbd::start();
+    let smbd = Smbd::start(PASSWORD);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     make_tree(&src);
@@ -201,7 +106,7 @@ fn samba_stores_artifacts_that_decrypt_with_gpg_and_never_shows_the_password() {
         work.path(),
         &src,
         vec![
-            smbd.dest("smb", PASSWORD),
+            dest(&smbd, "smb", PASSWORD),
             json!({"id": "disk", "type": "local", "path": local}),
         ],
     );
@@ -233,7 +138,7 @@ fn samba_stores_artifacts_that_decrypt_with_gpg_and_never_shows_the_password() {
     assert!(r.stderr.contains(&command), "{}", r.stderr);
 
     // Read back from the share's directory on disk and decrypted with stock gpg.
-    let objects = smbd.objects_dir();
+    let objects = objects_dir(&smbd);
     let stored = files_under(&objects);
     assert_eq!(stored.len(), 2, "artifact and manifest: {stored:?}");
     assert!(
@@ -262,11 +167,11 @@ fn samba_stores_artifacts_that_decrypt_with_gpg_and_never_shows_the_password() {
 
 #[test]
 fn retention_deletes_the_oldest_copies_on_the_share_and_keeps_the_newest() {
-    let smbd = Smbd::start();
+    let smbd = Smbd::start(PASSWORD);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     small_tree(&src);
-    let mut dest = smbd.dest("smb", PASSWORD);
+    let mut dest = dest(&smbd, "smb", PASSWORD);
     dest["retention_copies"] = json!(2);
     let job = job(work.path(), &src, vec![dest]);
     for day in 1..=4 {
@@ -280,7 +185,7 @@ fn retention_deletes_the_oldest_copies_on_the_share_and_keeps_the_newest() {
         let smb = destination_outcome(&report, "smb");
         assert_eq!(smb["retained"], json!(day.min(2)), "{smb}");
     }
-    let stored = files_under(&smbd.objects_dir());
+    let stored = files_under(&objects_dir(&smbd));
     assert_eq!(
         stored,
         [
@@ -292,7 +197,7 @@ fn retention_deletes_the_oldest_copies_on_the_share_and_keeps_the_newest() {
         "the two newest copies stay"
     );
     // Deleting the last files of a day removed that day's directories too.
-    assert!(!smbd.objects_dir().join("h/2026-03-01").exists());
+    assert!(!objects_dir(&smbd).join("h/2026-03-01").exists());
     let r = run(backups().arg("list").arg(&job));
     assert_eq!(r.code, 0);
     assert!(
@@ -328,9 +233,9 @@ fn run_with_failing_samba(smb: serde_json::Value) -> (Run, serde_json::Value) {
 
 #[test]
 fn a_wrong_password_fails_samba_as_auth_while_local_succeeds() {
-    let smbd = Smbd::start();
+    let smbd = Smbd::start(PASSWORD);
     let wrong = "not the password";
-    let (r, smb) = run_with_failing_samba(smbd.dest("smb", wrong));
+    let (r, smb) = run_with_failing_samba(dest(&smbd, "smb", wrong));
     assert!(!r.all().contains(wrong) && !r.all().contains(PASSWORD));
     let error = smb["error"].as_str().unwrap();
     assert!(
@@ -365,15 +270,15 @@ fn a_server_that_is_not_running_is_a_clear_transient_failure() {
 
 #[test]
 fn a_failed_upload_leaves_no_partial_file_and_nothing_under_the_real_name() {
-    let smbd = Smbd::start();
+    let smbd = Smbd::start(PASSWORD);
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     small_tree(&src);
     // The upload itself succeeds, then renaming it into place fails: a directory holds
     // the artifact's name (a file cannot replace it).
-    let run_dir = smbd.objects_dir().join("h/2026-03-01/020000Z");
+    let run_dir = objects_dir(&smbd).join("h/2026-03-01/020000Z");
     fs::create_dir_all(run_dir.join("files.tar.gz.gpg")).unwrap();
-    let job = job(work.path(), &src, vec![smbd.dest("smb", PASSWORD)]);
+    let job = job(work.path(), &src, vec![dest(&smbd, "smb", PASSWORD)]);
     let r = run(backups()
         .env("BACKUPS_NOW", "2026-03-01T02:00:00Z")
         .args(["run", "--json"])
