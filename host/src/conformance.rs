@@ -81,6 +81,11 @@ pub async fn run(
 }
 
 /// Unique enough for names of one run: pid and nanoseconds.
+/// How much of a cut-short `put` arrives before its data fails: more than one part of S3
+/// (5-16 MiB), one GCS/Drive chunk (8 MiB) and one Dropbox chunk (16 MiB), so that a
+/// backend that uploads in pieces has already committed some before the failure.
+const CUT_SHORT_GOOD_BYTES: u64 = (17 << 20) + 3;
+
 fn unique() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -359,6 +364,71 @@ impl Kit<'_> {
                 false,
                 untyped(&e).unwrap_or_else(|| format!("must be not-found: {e}")),
             ),
+        }
+        drop(dest);
+        self.check_cut_short_put(&prefix).await
+    }
+
+    /// A `put` whose data fails part-way (past the first part or chunk of any backend that
+    /// uploads in pieces) must fail, and leave nothing under its key: not a truncated
+    /// object, not an object of the declared size. Checked with a fresh instance, as the
+    /// next run would see the destination.
+    async fn check_cut_short_put(&mut self, prefix: &str) -> Result<()> {
+        const NAME: &str = "put cut short leaves nothing";
+        let Some(mut dest) = self.open().await? else {
+            return Ok(());
+        };
+        let key = format!("{prefix}cut-short.bin");
+        let good_bytes = CUT_SHORT_GOOD_BYTES;
+        let scratch = self.scratch.dir.join("cut-short");
+        write_pseudo_random(&scratch, good_bytes)?;
+        let good = std::fs::read(&scratch)?;
+        let _ = std::fs::remove_file(&scratch);
+        let declared = good_bytes + (8 << 20);
+        let outcome = dest.put_broken(&key, good, declared).await;
+        drop(dest);
+        let failed_typed = match outcome {
+            Ok(()) => {
+                self.record(
+                    NAME,
+                    false,
+                    format!(
+                        "put succeeded though its data failed after {good_bytes} of {declared} bytes"
+                    ),
+                );
+                false
+            }
+            Err(e) => match untyped(&e) {
+                // A trap is not the contract, but what matters most here is what is left.
+                Some(why) => {
+                    self.record(NAME, false, why);
+                    false
+                }
+                None => true,
+            },
+        };
+        let Some(mut dest) = self.open().await? else {
+            return Ok(());
+        };
+        let listed = dest.list(prefix).await;
+        let Some(listed) = self.expect_ok(NAME, listed) else {
+            return Ok(());
+        };
+        match listed.iter().find(|o| o.key == key) {
+            Some(left) => {
+                self.record(
+                    NAME,
+                    false,
+                    format!("{key} exists after a failed put ({} bytes)", left.size),
+                );
+                let _ = dest.delete(&key).await;
+            }
+            None if failed_typed => self.record(
+                NAME,
+                true,
+                format!("typed error after {good_bytes} of {declared} bytes, and no object"),
+            ),
+            None => {}
         }
         Ok(())
     }

@@ -288,6 +288,19 @@ impl Instance {
         self.put_stream(key, stream, size).await
     }
 
+    /// Destinations: a `put` of `size` bytes whose data stream fails after `good`: for the
+    /// conformance kit's check that an upload cut short leaves nothing behind.
+    pub async fn put_broken(
+        &mut self,
+        key: &str,
+        good: Vec<u8>,
+        size: u64,
+    ) -> Result<(), CallError> {
+        self.destination()?;
+        let stream: DynInputStream = Box::new(super::broken_input::BrokenInput::new(good));
+        self.put_stream(key, stream, size).await
+    }
+
     async fn put_stream(
         &mut self,
         key: &str,

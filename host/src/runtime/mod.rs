@@ -9,6 +9,7 @@
 //! fires and drops it.
 
 pub mod bindings;
+mod broken_input;
 mod embedded;
 mod host_api;
 mod http;

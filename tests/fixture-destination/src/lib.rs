@@ -58,11 +58,20 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> Result<()> {
 }
 
 impl Destination for Flaky {
+    /// Written aside (under `.partial/`, which listings skip) and renamed into place only
+    /// when every byte arrived: a failed put leaves nothing under `key`.
     fn put(&mut self, key: &str, data: &mut ObjectReader, _size: u64) -> Result<()> {
         let path = self.root.join(key);
+        let aside = self.root.join(".partial").join(key.replace('/', "%2F"));
         std::fs::create_dir_all(path.parent().unwrap())?;
-        let mut file = std::fs::File::create(&path)?;
-        std::io::copy(data, &mut file)?;
+        std::fs::create_dir_all(aside.parent().unwrap())?;
+        let written = std::fs::File::create(&aside)
+            .and_then(|mut file| std::io::copy(data, &mut file).map(|_| ()));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&aside);
+            return Err(e.into());
+        }
+        std::fs::rename(&aside, &path)?;
         Ok(())
     }
     fn get(&mut self, key: &str, sink: &mut ObjectWriter) -> Result<()> {
