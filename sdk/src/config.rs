@@ -19,7 +19,9 @@ pub fn flag<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Err
 #[derive(Deserialize, Debug, Clone)]
 #[serde(untagged)]
 pub enum OneOrMany<T> {
+    /// A single value.
     One(T),
+    /// A list of values.
     Many(Vec<T>),
 }
 
@@ -30,6 +32,7 @@ impl<T> Default for OneOrMany<T> {
 }
 
 impl<T: Clone> OneOrMany<T> {
+    /// The value(s) as a list.
     pub fn to_vec(&self) -> Vec<T> {
         match self {
             OneOrMany::One(v) => vec![v.clone()],

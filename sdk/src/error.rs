@@ -9,11 +9,18 @@ pub type Result<T, E = PluginError> = std::result::Result<T, E>;
 /// What went wrong, in terms the host acts on: only `Transient` is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorKind {
+    /// Worth retrying: a timeout, a dropped connection, throttling, a 5xx answer.
     Transient,
+    /// Credentials are missing, wrong or lack a permission. Retrying will not help.
     Auth,
+    /// The object, bucket, database or path named does not exist.
     NotFound,
+    /// The plugin's own config section is wrong; the message names the key.
     InvalidConfig,
+    /// A capability the plugin needed was not granted (a path, host, command or
+    /// variable). The host has already logged which grant was missing.
     Denied,
+    /// Any other failure that retrying will not fix.
     Permanent,
 }
 
@@ -21,32 +28,41 @@ pub enum ErrorKind {
 /// to check.
 #[derive(Debug, Clone)]
 pub struct PluginError {
+    /// What the host should do about it.
     pub kind: ErrorKind,
+    /// For an operator: what failed and, where it helps, what to check.
     pub message: String,
 }
 
 impl PluginError {
+    /// An error of `kind`; `message` is for an operator: what failed, what to check.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
             message: message.into(),
         }
     }
+    /// Worth retrying: a timeout, a dropped connection, throttling, a 5xx answer.
     pub fn transient(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Transient, message)
     }
+    /// Credentials missing, wrong or lacking a permission.
     pub fn auth(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Auth, message)
     }
+    /// The object, bucket, database or path named does not exist.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::NotFound, message)
     }
+    /// The entry's config is wrong: name the key in `message`.
     pub fn invalid_config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidConfig, message)
     }
+    /// A capability was not granted (the host has logged which).
     pub fn denied(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Denied, message)
     }
+    /// Any other failure that retrying will not fix.
     pub fn permanent(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Permanent, message)
     }

@@ -29,6 +29,8 @@
 //! Enable exactly one of the features `source`, `destination` or `notifier`: it selects the
 //! WIT world the plugin implements.
 
+#![warn(missing_docs)]
+
 extern crate self as backups_sdk;
 
 #[cfg(not(any(feature = "source", feature = "destination", feature = "notifier")))]

@@ -3,18 +3,23 @@
 
 use crate::world::backups::plugin::log::{Level, log};
 
+/// Logs at trace level (shown with `-vv`).
 pub fn trace(message: &str) {
     log(Level::Trace, message)
 }
+/// Logs at debug level (shown with `-v`).
 pub fn debug(message: &str) {
     log(Level::Debug, message)
 }
+/// Logs at info level: progress an operator wants to see.
 pub fn info(message: &str) {
     log(Level::Info, message)
 }
+/// Logs a warning: something to read that did not fail the call.
 pub fn warn(message: &str) {
     log(Level::Warn, message)
 }
+/// Logs an error (return a [`crate::PluginError`] to fail the call).
 pub fn error(message: &str) {
     log(Level::Error, message)
 }

@@ -72,10 +72,15 @@ impl From<About> for wit::About {
 /// what the job file grants, whatever they ask for here.
 #[derive(Debug, Clone, Default)]
 pub struct Grants {
+    /// Host paths readable by the plugin (directories recursively).
     pub read: Vec<String>,
+    /// Host paths writable (and readable) by the plugin.
     pub write: Vec<String>,
+    /// Network peers: `host`, `host:port`, `*.domain` or a URL such as `https://host:port`.
     pub net: Vec<String>,
+    /// Commands the host may run for the plugin (by name or absolute path).
     pub run: Vec<String>,
+    /// Environment variables the plugin may read, by name.
     pub env: Vec<String>,
 }
 
@@ -98,6 +103,8 @@ pub trait Plugin: Sized + 'static {
     /// the host's to warn about, so do not use `deny_unknown_fields`.
     type Config: DeserializeOwned;
 
+    /// What the plugin is: its `type` name, version, summary, config keys and which of
+    /// them are secrets (`backups plugins inspect` shows it; the host redacts secrets).
     fn about() -> About;
 
     /// Grants this plugin needs for `config`. Honoured only for embedded plugins.
@@ -161,10 +168,13 @@ pub trait Destination: Plugin {
 /// A notifier tells someone how a run went.
 #[cfg(feature = "notifier")]
 pub trait Notifier: Plugin {
+    /// Sends `report` (a run's outcome, a start, or a stale copy found by `status`).
+    /// An error is logged and reported; it never fails the backup itself.
     fn notify(&mut self, report: &crate::Report) -> Result<()>;
 }
 
 /// Glue between the generated `Guest` traits and the plugin's trait implementation.
+#[doc(hidden)]
 pub mod runtime {
     use super::*;
     use std::any::Any;

@@ -18,6 +18,8 @@ pub struct Command {
 }
 
 impl Command {
+    /// A command running `program`: a name the entry's `run` grant lists (looked up on
+    /// the host's PATH) or an absolute path.
     pub fn new(program: impl Into<String>) -> Self {
         Self {
             program: program.into(),
@@ -26,14 +28,17 @@ impl Command {
             stdin: None,
         }
     }
+    /// Appends one argument, passed as is: there is no shell.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.args.push(arg.into());
         self
     }
+    /// Appends arguments, each passed as is.
     pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
         self.args.extend(args.into_iter().map(Into::into));
         self
     }
+    /// Sets a variable of the command's environment, which starts empty.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
         self

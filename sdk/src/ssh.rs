@@ -12,8 +12,11 @@ use serde::Deserialize;
 /// The keys every ssh-based plugin accepts.
 #[derive(Deserialize, Clone, Debug)]
 pub struct SshTarget {
+    /// The remote host (`sshhost`), as ssh resolves it.
     pub sshhost: String,
+    /// The remote user (`sshuser`); default: ssh's (the backups user's name).
     pub sshuser: Option<String>,
+    /// The remote port (`sshport`); default 22.
     pub sshport: Option<u16>,
     /// Private key file (`ssh -i`); only this key is offered.
     pub identity_file: Option<String>,
