@@ -165,7 +165,8 @@ fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
     );
     let gz = decrypted(work.path(), "remotedb", "sql");
     let mut dump = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut dump).unwrap();
+    std::io::Read::read_to_string(&mut flate2::read::MultiGzDecoder::new(&gz[..]), &mut dump)
+        .unwrap();
     assert!(dump.contains("INSERT INTO `t` VALUES"), "{dump}");
     assert!(
         dump.contains("(1,'one')") && dump.contains("(2,'two')"),

@@ -1,17 +1,25 @@
 //! OpenPGP for artifacts: what stock GnuPG 2.2 can decrypt.
 //!
-//! Symmetric (`passphrase`) messages use sequoia's defaults, SEIPDv1 with MDC and AES-256,
-//! which `gpg --decrypt` reads. Public-key messages go to every transport-encryption
-//! subkey of each recipient that is valid under the standard policy now.
+//! Messages are SEIPDv1 with MDC and AES-256, which `gpg --decrypt` reads: sequoia makes
+//! the session key and the key packets, [`crate::seipd`] writes the encrypted data.
+//! Public-key messages go to every transport-encryption subkey of each recipient that is
+//! valid under the standard policy now.
 
 use crate::config::Encryption;
+use crate::seipd::SeipdWriter;
 use anyhow::{Context as _, Result, bail};
 use openpgp::Cert;
+use openpgp::Packet;
 use openpgp::cert::CertParser;
 use openpgp::crypto::Password;
+use openpgp::crypto::S2K;
+use openpgp::crypto::SessionKey;
+use openpgp::packet::pkesk::PKESK3;
+use openpgp::packet::skesk::SKESK4;
 use openpgp::parse::Parse;
 use openpgp::policy::StandardPolicy;
-use openpgp::serialize::stream::{Encryptor, LiteralWriter, Message};
+use openpgp::serialize::Serialize as _;
+use openpgp::types::SymmetricAlgorithm;
 use sequoia_openpgp as openpgp;
 use std::io::Write;
 use std::path::Path;
@@ -80,16 +88,18 @@ impl Plan {
         !matches!(self, Plan::None)
     }
 
-    /// Wraps `sink` so that what is written becomes one OpenPGP message's literal data.
-    pub fn encrypting_writer<'a, W: Write + Send + Sync + 'a>(
-        &'a self,
-        sink: W,
-    ) -> Result<Message<'a>> {
-        let message = Message::new(sink);
-        let message = match self {
-            Plan::Passphrase(p) => Encryptor::with_passwords(message, Some(p.clone())).build()?,
+    /// Wraps `sink` so that what is written becomes one OpenPGP message's literal data:
+    /// the key packets (sequoia's), then the encrypted data (`seipd`, AES-256).
+    pub fn encryptor<W: Write>(&self, mut sink: W) -> Result<SeipdWriter<W>> {
+        const ALGO: SymmetricAlgorithm = SymmetricAlgorithm::AES256;
+        let session_key = SessionKey::new(ALGO.key_size()?)?;
+        match self {
+            Plan::Passphrase(p) => {
+                let skesk = SKESK4::with_password(ALGO, ALGO, S2K::default(), &session_key, p)?;
+                Packet::SKESK(skesk.into()).serialize(&mut sink)?;
+            }
             Plan::Recipients(certs) => {
-                let recipients = certs.iter().flat_map(|cert| {
+                let keys = certs.iter().flat_map(|cert| {
                     cert.keys()
                         .with_policy(&POLICY, None)
                         .supported()
@@ -97,11 +107,15 @@ impl Plan {
                         .revoked(false)
                         .for_transport_encryption()
                 });
-                Encryptor::for_recipients(message, recipients).build()?
+                for key in keys {
+                    let mut pkesk = PKESK3::for_recipient(ALGO, &session_key, key.key())?;
+                    pkesk.set_recipient(Some(key.key().keyid()));
+                    Packet::PKESK(pkesk.into()).serialize(&mut sink)?;
+                }
             }
-            Plan::None => bail!("encrypting_writer called for an unencrypted artifact"),
-        };
-        LiteralWriter::new(message).build()
+            Plan::None => bail!("encryptor called for an unencrypted artifact"),
+        }
+        Ok(SeipdWriter::new(sink, &session_key)?)
     }
 }
 
@@ -261,5 +275,74 @@ impl openpgp::parse::stream::DecryptionHelper for Helper<'_> {
         Err(anyhow::anyhow!(
             "no passphrase or secret key given decrypts this artifact"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn sample(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 31 % 251) as u8).collect()
+    }
+
+    fn encrypt(plan: &Plan, data: &[u8], piece: usize) -> Vec<u8> {
+        let mut message = plan.encryptor(Vec::new()).unwrap();
+        for part in data.chunks(piece.max(1)) {
+            message.write_all(part).unwrap();
+        }
+        message.finish().unwrap()
+    }
+
+    /// Sizes around every framing boundary: the literal packet's 6 header octets make its
+    /// first chunk fill at 2^20 - 6 octets of data; the ciphertext's at other points.
+    #[test]
+    fn sequoia_decrypts_what_seipd_writes_at_every_chunk_boundary() {
+        let plan = Plan::Passphrase(Password::from("correct horse"));
+        let keys = Keys {
+            passwords: vec![Password::from("correct horse")],
+            secret_keys: Vec::new(),
+        };
+        const MIB: usize = 1 << 20;
+        for len in [
+            0,
+            1,
+            191,
+            192,
+            8383,
+            8384,
+            MIB - 7,
+            MIB - 6,
+            MIB - 5,
+            MIB,
+            3 * MIB + 17,
+        ] {
+            let data = sample(len);
+            let message = encrypt(&plan, &data, 65_537);
+            let mut back = Vec::new();
+            keys.decrypt(&message[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap_or_else(|e| panic!("{len} octets: {e}"));
+            assert!(back == data, "{len} octets came back different");
+        }
+    }
+
+    #[test]
+    fn a_tampered_message_fails_its_integrity_check() {
+        let plan = Plan::Passphrase(Password::from("pw"));
+        let keys = Keys {
+            passwords: vec![Password::from("pw")],
+            secret_keys: Vec::new(),
+        };
+        let mut message = encrypt(&plan, &sample(100_000), 4096);
+        let middle = message.len() / 2;
+        message[middle] ^= 1;
+        let mut back = Vec::new();
+        let read = keys
+            .decrypt(&message[..])
+            .and_then(|mut r| Ok(r.read_to_end(&mut back)?));
+        assert!(read.is_err(), "a flipped bit went unnoticed");
     }
 }

@@ -11,7 +11,9 @@
 //! | [`grants`] | what each plugin instance may touch, and where each grant came from |
 //! | [`runtime`] | wasmtime: loading, caching, sandboxing and calling plugins |
 //! | [`pipeline`] | source bytes → gzip → OpenPGP → a temporary artifact |
+//! | [`parallel_gzip`] | gzip on every core, one member per block |
 //! | [`crypto`] | OpenPGP keys and encryptors |
+//! | [`seipd`] | the encrypted packet, written fast (AES-CFB and SHA-1 from OpenSSL) |
 //! | [`artifact`] | object names and manifests |
 //! | [`restore`] | getting copies back: list, verify, restore |
 //! | [`retention`] | which copies a destination keeps |
@@ -37,6 +39,7 @@ pub mod daemon;
 pub mod grants;
 pub mod job;
 pub mod lock;
+pub mod parallel_gzip;
 pub mod pipeline;
 pub mod plan;
 pub mod privileges;
@@ -47,5 +50,6 @@ pub mod retention;
 pub mod runtime;
 pub mod scaffold;
 pub mod schedule;
+pub mod seipd;
 pub mod status;
 pub mod trust;

@@ -13,7 +13,7 @@ use crate::job::{self, JobPlan, Planned};
 use crate::runtime::bindings::Context;
 use crate::runtime::{Instance, Runtime};
 use anyhow::{Context as _, Result, bail};
-use flate2::read::GzDecoder;
+use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -260,11 +260,11 @@ pub fn plaintext(
 ) -> Result<()> {
     let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&fetched.path)?);
     if fetched.manifest.encryption == "none" {
-        let mut gz = GzDecoder::new(file);
+        let mut gz = MultiGzDecoder::new(file);
         sink(&mut gz)
     } else {
         let decrypted = keys.decrypt(file)?;
-        let mut gz = GzDecoder::new(decrypted);
+        let mut gz = MultiGzDecoder::new(decrypted);
         sink(&mut gz)
     }
 }

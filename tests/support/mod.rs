@@ -356,7 +356,7 @@ pub fn decrypt_artifact(dest: &Path, id: &str, kind: &str, passphrase: &str) -> 
 
 pub fn gunzip(gz: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz), &mut out).unwrap();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(gz), &mut out).unwrap();
     out
 }
 
