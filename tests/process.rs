@@ -104,6 +104,55 @@ fn an_ungranted_command_is_denied_and_logged() {
 }
 
 /// True while a process whose command line contains `needle` exists.
+#[test]
+fn sigterm_stops_the_command_lets_the_plugin_clean_up_and_fails_the_run() {
+    let work = tempfile::tempdir().unwrap();
+    let job = job(
+        work.path(),
+        vec![
+            source("stream-interrupted", &["sh"]),
+            source("stream", &["echo"]),
+        ],
+    );
+    let child = backups()
+        .arg("run")
+        .arg(&job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !running("sleep 986") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the command never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{stderr}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!running("sleep 986"), "the command outlived the run");
+    // The plugin saw its command stopped and cleaned up before it returned.
+    assert!(
+        stderr.contains("cleaning up after: sh was stopped: the run was interrupted"),
+        "{stderr}"
+    );
+    // The source after it never started, and nothing was uploaded.
+    assert!(
+        stderr.contains("not started: the run was interrupted"),
+        "{stderr}"
+    );
+    assert!(artifacts(&work.path().join("dest")).is_empty());
+}
+
 fn running(needle: &str) -> bool {
     fs::read_dir("/proc")
         .unwrap()

@@ -402,6 +402,8 @@ async fn run(path: &Path, json: bool, quiet: bool) -> ExitCode {
         })
     });
 
+    // From here a signal stops the commands plugins started and lets plugins clean up.
+    backups::interrupt::install();
     let report = match job::run(&plan, &runtime, &progress).await {
         Ok(r) => r,
         Err(e) => return fail(plan.redactor.redact(&format!("{e:#}"))),

@@ -86,13 +86,14 @@ pub async fn serve(jobs: Vec<(Job, Schedule)>, runtime: Arc<Runtime>) -> Result<
             run_on_schedule(job, schedule, runtime).await
         }));
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
-        _ = term.recv() => tracing::info!("terminated: stopping"),
-    }
+    // A signal stops the commands of a running job and lets its plugins clean up; the
+    // job then finishes with its report, and idle jobs stop waiting. A second signal
+    // exits at once.
+    crate::interrupt::install();
+    crate::interrupt::wait().await;
+    tracing::info!("stopping: waiting for running jobs to finish");
     for t in tasks {
-        t.abort();
+        let _ = t.await;
     }
     Ok(())
 }
@@ -121,6 +122,10 @@ async fn run_on_schedule(job: Job, schedule: Schedule, runtime: Arc<Runtime>) {
                 );
             }
             run_once(&job, &runtime).await;
+            if crate::interrupt::requested() {
+                // Not served: the next start runs it again.
+                return;
+            }
             last = due;
             if let Err(e) = write_last(&state, last) {
                 tracing::error!("job {name}: {e:#}");
@@ -135,7 +140,10 @@ async fn run_on_schedule(job: Job, schedule: Schedule, runtime: Arc<Runtime>) {
             return;
         };
         let wait = Duration::try_from(next.duration_since(now)).unwrap_or_default();
-        tokio::time::sleep(wait.min(MAX_NAP)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(wait.min(MAX_NAP)) => {}
+            _ = crate::interrupt::wait() => return,
+        }
     }
 }
 

@@ -112,6 +112,11 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         let entry = &planned.entry;
         let began = Instant::now();
         progress.bytes.store(0, Ordering::Relaxed);
+        if crate::interrupt::requested() {
+            let e = format!("not started: {}", crate::interrupt::REASON);
+            record_failed_source(&mut report, entry, &destinations, e, progress, began);
+            continue;
+        }
         tracing::info!("{}: dumping ({})", entry.label(), entry.name);
         let dumped = dump(
             runtime,
@@ -123,33 +128,18 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         )
         .await;
         let (artifact, kind, warnings) = match dumped {
+            Ok(d) if crate::interrupt::requested() => {
+                // Complete, but the operator asked the run to stop: no uploads start now.
+                let _ = std::fs::remove_file(&d.0.path);
+                let e = format!("dumped, not uploaded: {}", crate::interrupt::REASON);
+                record_failed_source(&mut report, entry, &destinations, e, progress, began);
+                continue;
+            }
             Ok(d) => d,
             Err(e) => {
                 let e = redact(e);
                 tracing::error!("{}: FAILED: {e}", entry.label());
-                report.sources.push(SourceResult {
-                    id: entry.id.clone(),
-                    name: entry.name.clone(),
-                    ok: false,
-                    error: Some(e.clone()),
-                    warnings: Vec::new(),
-                    bytes_in: progress.bytes.load(Ordering::Relaxed),
-                    bytes_out: 0,
-                    duration: began.elapsed(),
-                    object: None,
-                });
-                for (dest, _) in &destinations {
-                    report.destinations.push(DestinationResult {
-                        destination_id: dest.entry.id.clone(),
-                        source_id: entry.id.clone(),
-                        ok: false,
-                        object: None,
-                        error: Some("not uploaded: the source failed".into()),
-                        retained: None,
-                        deleted: Vec::new(),
-                        retention_error: None,
-                    });
-                }
+                record_failed_source(&mut report, entry, &destinations, e, progress, began);
                 continue;
             }
         };
@@ -224,6 +214,40 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     report.finished = crate::schedule::now().max(started);
     notify(plan, runtime, &mut report, &ctx_for, &workdir.path).await;
     Ok(report)
+}
+
+/// A source that produced no artifact, and so no copy at any destination.
+fn record_failed_source(
+    report: &mut RunReport,
+    entry: &Entry,
+    destinations: &[(&Planned, Result<Instance, String>)],
+    error: String,
+    progress: &Progress,
+    began: Instant,
+) {
+    report.sources.push(SourceResult {
+        id: entry.id.clone(),
+        name: entry.name.clone(),
+        ok: false,
+        error: Some(error),
+        warnings: Vec::new(),
+        bytes_in: progress.bytes.load(Ordering::Relaxed),
+        bytes_out: 0,
+        duration: began.elapsed(),
+        object: None,
+    });
+    for (dest, _) in destinations {
+        report.destinations.push(DestinationResult {
+            destination_id: dest.entry.id.clone(),
+            source_id: entry.id.clone(),
+            ok: false,
+            object: None,
+            error: Some("not uploaded: the source failed".into()),
+            retained: None,
+            deleted: Vec::new(),
+            retention_error: None,
+        });
+    }
 }
 
 /// Instantiates and configures a plugin for a job entry.

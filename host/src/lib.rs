@@ -22,6 +22,7 @@
 //! | [`plan`] | loading and checking everything a run needs; `--dry-run` |
 //! | [`job`] | one run, end to end |
 //! | [`lock`] | one run of a job at a time |
+//! | [`interrupt`] | SIGINT/SIGTERM: stop commands, let plugins clean up |
 //! | [`daemon`] | running jobs on their schedule |
 //! | [`report`] | what a run did, for humans and notifiers |
 //! | [`status`] | the dead-man's switch: is every source's newest copy fresh enough? |
@@ -37,6 +38,7 @@ pub mod conformance;
 pub mod crypto;
 pub mod daemon;
 pub mod grants;
+pub mod interrupt;
 pub mod job;
 pub mod lock;
 pub mod parallel_gzip;

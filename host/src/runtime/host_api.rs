@@ -6,6 +6,7 @@ use super::bindings::source::backups::plugin::types;
 use super::bindings::{ErrorKind, PluginError, fs_metadata, log, process};
 use super::sink::CHUNK_BYTES;
 use super::state::PluginState;
+use crate::interrupt;
 use crate::redact::Redactor;
 use bytes::Bytes;
 use std::path::{Component, Path, PathBuf};
@@ -178,11 +179,8 @@ impl PluginState {
             .process_group(0)
             .kill_on_drop(true)
             .spawn()
-            .map(|child| Spawned {
-                pgid: child.id().map(|id| id as i32),
-                child,
-            })
             .map_err(|e| io_error(&e, &command.program))
+            .and_then(|child| Spawned::track(child, &command.program))
     }
 
     /// Checks the grant and starts `command` with its `stdin` bytes fed in the background.
@@ -527,6 +525,7 @@ fn exit_result(
     }
     let how = match (status.code(), status.signal()) {
         (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(_)) if interrupt::requested() => format!("was stopped: {}", interrupt::REASON),
         (None, Some(signal)) => format!("was killed by signal {signal}"),
         (None, None) => "ended abnormally".into(),
     };
@@ -588,8 +587,29 @@ impl std::ops::DerefMut for Spawned {
     }
 }
 
+impl Spawned {
+    /// Registers the command's group so that an interrupted run can stop it; refuses (and
+    /// kills) it when the run is being interrupted already.
+    fn track(child: tokio::process::Child, program: &str) -> Result<Spawned, PluginError> {
+        let pgid = child.id().map(|id| id as i32);
+        let spawned = Spawned { child, pgid };
+        if let Some(pgid) = pgid
+            && !interrupt::track(pgid)
+        {
+            return Err(failed(
+                ErrorKind::Permanent,
+                format!("{program} not started: {}", interrupt::REASON),
+            ));
+        }
+        Ok(spawned)
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
+        if let Some(pgid) = self.pgid {
+            interrupt::untrack(pgid);
+        }
         kill_group(self.pgid);
     }
 }
@@ -597,9 +617,6 @@ impl Drop for Spawned {
 /// Kills a command's whole process group (a group that is gone already is fine).
 fn kill_group(pgid: Option<i32>) {
     if let Some(pgid) = pgid {
-        // SAFETY: killpg has no memory preconditions; a group that is gone is ESRCH.
-        unsafe {
-            libc::killpg(pgid, libc::SIGKILL);
-        }
+        interrupt::kill_group(pgid);
     }
 }
