@@ -31,7 +31,8 @@ operations and the tokens issued.
         --store DIR --tenant T --client-id C --client-secret S --subscription SUB \
         --disk RG/NAME [--disk …] --group RG [--group …] \
         [--snapshot RG/NAME=TAGS_JSON …] [--page-size N] [--polls-in-progress N] \
-        [--retry-after SECONDS] [--fail-snapshots] [--fault OPERATION:500|cut:COUNT]
+        [--retry-after SECONDS] [--fail-snapshots] [--echo-client-secret]
+        [--fault OPERATION:500|cut:COUNT]
 """
 
 import datetime
@@ -229,11 +230,16 @@ class ArmStub(Stub):
                 f"Application with identifier '{form.get('client_id')}' was not found in the directory '{tenant}'.",
             )
         if form.get("client_secret") != self.args.client_secret:
+            # Entra ID does not echo the secret; --echo-client-secret makes a server that
+            # does, to show that the host keeps it out of every output.
+            echoed = f" (received {form.get('client_secret')!r})" if self.args.echo_client_secret else ""
             return oauth_error(
                 401,
                 "invalid_client",
                 "AADSTS7000215",
-                "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"
+                "Invalid client secret provided"
+                + echoed
+                + ". Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"
                 + self.args.client_id
                 + "'.",
             )
@@ -417,6 +423,7 @@ def main():
     parser.add_argument("--polls-in-progress", type=int, default=1)
     parser.add_argument("--retry-after", type=int, default=1)
     parser.add_argument("--fail-snapshots", action="store_true")
+    parser.add_argument("--echo-client-secret", action="store_true")
     args = parser.parse_args()
     ArmStub(args).serve([(args.port, "arm"), (args.login_port, "login")])
 

@@ -132,7 +132,10 @@ struct OperationStatus {
 pub enum Outcome {
     Succeeded,
     /// `Failed` or `Canceled`, with ARM's error.
-    Failed { status: String, error: ArmError },
+    Failed {
+        status: String,
+        error: ArmError,
+    },
 }
 
 impl Arm {
@@ -438,9 +441,9 @@ fn token_error(reply: &Reply, login: &str) -> PluginError {
     );
     match reply.status {
         408 | 429 | 500..=599 => PluginError::transient(message),
-        _ if body.error == "invalid_scope" => PluginError::invalid_config(format!(
-            "token_scope: {message}"
-        )),
+        _ if body.error == "invalid_scope" => {
+            PluginError::invalid_config(format!("token_scope: {message}"))
+        }
         _ => PluginError::auth(message),
     }
 }

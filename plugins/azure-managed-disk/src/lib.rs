@@ -193,6 +193,8 @@ impl Plugin for AzureManagedDisk {
             "login_endpoint",
             "token_scope",
         ])
+        // The client secret comes from the environment: the host redacts its value.
+        .secrets(&["env:CLIENT_KEY"])
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {
@@ -374,7 +376,7 @@ impl AzureManagedDisk {
         let url = self.snapshot_url(name);
         let what = format!("snapshot {name}");
         let reply = self.arm.request("PUT", &url, Some(&body))?;
-        if !matches!(reply.status, 200 | 201 | 202) {
+        if !(200..=202).contains(&reply.status) {
             return Err(arm_error(&format!("creating {what}"), &reply));
         }
         backups_sdk::info!(

@@ -7,9 +7,9 @@
 //! Enable the feature of the plugin's world (`destination`, the default, or `source`):
 //! the SDK builds exactly one world per plugin.
 
-use backups_sdk::{PluginError, Result};
 #[cfg(feature = "destination")]
 use backups_sdk::ObjectReader;
+use backups_sdk::{PluginError, Result};
 #[cfg(feature = "destination")]
 use std::io::Read;
 use std::io::Write;
@@ -129,7 +129,9 @@ fn exchange(
         let headers = response
             .headers()
             .iter()
-            .filter_map(|(name, value)| Some((name.as_str().to_string(), value.to_str().ok()?.to_string())))
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
             .collect();
         let mut body = response.into_body().into_boxed_body();
         let mut reply = Reply {
