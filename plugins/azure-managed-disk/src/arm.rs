@@ -59,14 +59,18 @@ impl Credentials {
                 client_id,
                 secret,
             }),
-            _ => Err(PluginError::denied(format!(
-                "the service principal's {} not visible to the plugin: set {} in the \
-                 environment of backups, and let the entry's grants name {} (`grants.env`; \
-                 the derived grants do)",
-                missing.join(", "),
-                if missing.len() == 1 { "is" } else { "are" },
-                if missing.len() == 1 { "it" } else { "them" },
-            ))),
+            _ => {
+                let (verb, them) = match missing.len() {
+                    1 => ("is", "it"),
+                    _ => ("are", "them"),
+                };
+                Err(PluginError::denied(format!(
+                    "the service principal's {} {verb} not visible to the plugin: set {them} \
+                     in the environment of backups, and let the entry's grants name {them} \
+                     (`grants.env`; the derived grants do)",
+                    missing.join(", "),
+                )))
+            }
         }
     }
 }
