@@ -317,6 +317,30 @@ fn a_run_snapshots_the_disk_waits_for_it_and_stores_its_status() {
 }
 
 #[test]
+fn an_operation_with_only_a_location_is_polled_there_through_a_server_error() {
+    // No `Azure-AsyncOperation`: the `Location` URL answers 202 while the operation runs.
+    // The first poll gets a 500, which is logged and polled again, not a failed backup.
+    let azure = Azure::start(&["--location-only", "--fault", "poll-operation:500:1"]);
+    let job = azure.job(azure.source(DISK));
+    let r = azure.run(&job, CLIENT_KEY, "2026-03-01T02:00:00Z");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let polls = azure.calls("poll-operation");
+    let statuses: Vec<u64> = polls
+        .iter()
+        .map(|p| p["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [500, 202, 200]);
+    assert!(polls.iter().all(|p| p["query"]["monitor"] == "true"));
+    assert!(r.stderr.contains("polling again"), "{}", r.stderr);
+    let name = "mydisk1-backups-20260301T020000Z";
+    assert_eq!(
+        azure.snapshots(),
+        [(name.to_string(), "Succeeded".to_string())]
+    );
+    assert_eq!(azure.status("2026-03-01")["snapshot"]["name"], name);
+}
+
+#[test]
 fn retention_keeps_the_newest_own_snapshots_and_never_touches_others() {
     // In the destination group before any run: a snapshot made by hand (no tags), one
     // made by backups of another disk, and one that claims to be by someone else.
@@ -424,7 +448,7 @@ fn a_wrong_client_secret_is_an_auth_error_naming_the_variable() {
 
 #[test]
 fn an_operation_that_fails_fails_the_run_with_arms_message() {
-    let azure = Azure::start(&["--fail-snapshots"]);
+    let azure = Azure::start(&["--fail-snapshots", "1"]);
     let job = azure.job(azure.source(DISK));
     let r = azure.run(&job, CLIENT_KEY, "2026-03-01T02:00:00Z");
     let error = source_error(&r, &azure);
@@ -439,6 +463,24 @@ fn an_operation_that_fails_fails_the_run_with_arms_message() {
     // Nothing was pruned on the way out.
     assert!(azure.calls("delete-snapshot").is_empty());
     assert!(azure.calls("list-snapshots").is_empty());
+    let failed = "mydisk1-backups-20260301T020000Z";
+    assert_eq!(
+        azure.snapshots(),
+        [(failed.to_string(), "Failed".to_string())]
+    );
+
+    // The next run succeeds; the failed snapshot holds no place among the two kept, and
+    // goes.
+    let r = azure.run(&job, CLIENT_KEY, "2026-03-02T02:00:00Z");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let made = "mydisk1-backups-20260302T020000Z";
+    assert_eq!(
+        azure.snapshots(),
+        [(made.to_string(), "Succeeded".to_string())]
+    );
+    let status = azure.status("2026-03-02");
+    assert_eq!(status["retained"], json!([made]));
+    assert_eq!(status["pruned"], json!([failed]));
 }
 
 #[test]

@@ -18,8 +18,9 @@ REST API for exactly the calls the source makes, on two ports like Azure's two h
   `PUT …/snapshots/{name}` with `createOption: Copy` from a disk, answered 202 with
   `Azure-AsyncOperation`, `Location` and `Retry-After` headers; the operation's status
   document is `InProgress` for the first `--polls-in-progress` polls, then `Succeeded`
-  (or `Failed` with an ARM error, with `--fail-snapshots`); the `Location` URL answers
-  202 while running, then 200;
+  (or `Failed` with an ARM error, for the first `--fail-snapshots` creations; the failed
+  snapshot stays, `Failed`, as ARM leaves it); the `Location` URL answers
+  202 while running, then 200 (`--location-only` leaves `Azure-AsyncOperation` out);
   `GET …/snapshots/{name}`; `GET …/snapshots` in pages of `--page-size` with `nextLink`;
   `DELETE …/snapshots/{name}`, 202 with the same headers (the snapshot goes when the
   operation completes), 204 for a snapshot that does not exist.
@@ -31,7 +32,7 @@ operations and the tokens issued.
         --store DIR --tenant T --client-id C --client-secret S --subscription SUB \
         --disk RG/NAME [--disk …] --group RG [--group …] \
         [--snapshot RG/NAME=TAGS_JSON …] [--page-size N] [--polls-in-progress N] \
-        [--retry-after SECONDS] [--fail-snapshots] [--echo-client-secret]
+        [--retry-after SECONDS] [--fail-snapshots COUNT] [--echo-client-secret] [--location-only]
         [--fault OPERATION:500|cut:COUNT]
 """
 
@@ -115,6 +116,7 @@ class ArmStub(Stub):
             snapshot["properties"]["timeCreated"] = "2020-06-01T00:00:00.0000000+00:00"
             self.snapshots[(rg.lower(), name.lower())] = snapshot
         self.operations = {}
+        self.failures_left = args.fail_snapshots
         self.save()
 
     # -- plumbing ---------------------------------------------------------------------
@@ -317,7 +319,10 @@ class ArmStub(Stub):
             rg, name, tags, disk["id"], incremental=bool((body.get("properties") or {}).get("incremental"))
         )
         self.snapshots[(rg.lower(), name.lower())] = snapshot
-        outcome = "Failed" if self.args.fail_snapshots else "Succeeded"
+        outcome = "Succeeded"
+        if self.failures_left > 0:
+            self.failures_left -= 1
+            outcome = "Failed"
         return self.accepted("create", rg, name, outcome, snapshot)
 
     def delete_snapshot(self, _request, rg, name):
@@ -347,6 +352,9 @@ class ArmStub(Stub):
             "Location": f"{base}/DiskOperations/{op_id}?{query}&monitor=true",
             "Retry-After": str(self.args.retry_after),
         }
+        if self.args.location_only:
+            # Resource providers that answer with `Location` alone exist too.
+            del headers["Azure-AsyncOperation"]
         return Answer(202, body if body is not None else b"", headers=headers, content_type="application/json")
 
     def list_snapshots(self, request, rg, _name):
@@ -422,8 +430,9 @@ def main():
     parser.add_argument("--page-size", type=int, default=2)
     parser.add_argument("--polls-in-progress", type=int, default=1)
     parser.add_argument("--retry-after", type=int, default=1)
-    parser.add_argument("--fail-snapshots", action="store_true")
+    parser.add_argument("--fail-snapshots", type=int, default=0, metavar="COUNT")
     parser.add_argument("--echo-client-secret", action="store_true")
+    parser.add_argument("--location-only", action="store_true")
     args = parser.parse_args()
     ArmStub(args).serve([(args.port, "arm"), (args.login_port, "login")])
 

@@ -253,7 +253,7 @@ impl Arm {
         wait_minutes: u64,
     ) -> Result<Outcome> {
         let started = Instant::now();
-        let mut pause = retry_after(reply);
+        let mut pause = retry_after(reply).unwrap_or(DEFAULT_POLL);
         let (mode, url) = if let Some(url) = reply.header("azure-asyncoperation") {
             (Mode::AsyncOperation, url.to_string())
         } else if let (202, Some(url)) = (reply.status, reply.header("location")) {
@@ -294,7 +294,7 @@ impl Arm {
                         return Err(err);
                     }
                     backups_sdk::warn!("{}; polling again", err.message);
-                    pause = retry_after(&polled);
+                    pause = retry_after(&polled).unwrap_or(pause);
                     continue;
                 }
                 Err(err) if err.kind == backups_sdk::ErrorKind::Transient => {
@@ -303,7 +303,7 @@ impl Arm {
                 }
                 Err(err) => return Err(err),
             };
-            pause = retry_after(&polled);
+            pause = retry_after(&polled).unwrap_or(pause);
             let state = match mode {
                 Mode::AsyncOperation => {
                     let doc: OperationStatus = polled.json(what)?;
@@ -368,14 +368,14 @@ fn provisioning_state(reply: &Reply) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The pause before the next poll: the answer's `Retry-After` (seconds), held to
-/// [`MIN_POLL`]..[`MAX_POLL`], else [`DEFAULT_POLL`].
-fn retry_after(reply: &Reply) -> Duration {
+/// The pause an answer asks for before the next poll: its `Retry-After` (seconds), held
+/// to [`MIN_POLL`]..[`MAX_POLL`]. Without one, the caller keeps the pause it had (at
+/// first [`DEFAULT_POLL`]).
+fn retry_after(reply: &Reply) -> Option<Duration> {
     reply
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|s| Duration::from_secs(s).clamp(MIN_POLL, MAX_POLL))
-        .unwrap_or(DEFAULT_POLL)
 }
 
 /// The error a non-2xx ARM answer means, with ARM's code and message: 401/403 `auth`
