@@ -91,8 +91,7 @@ struct Token {
     renew_at: Instant,
 }
 
-/// One ARM session: the service principal, its current token, and the deadline for
-/// long-running operations.
+/// One ARM session: the service principal, the endpoints, and the current token.
 pub struct Arm {
     credentials: Credentials,
     endpoints: Endpoints,
