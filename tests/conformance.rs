@@ -21,7 +21,20 @@ fn kit(
     config: serde_json::Value,
     grants: Option<serde_json::Value>,
 ) -> Run {
+    kit_with_env(plugin, kind, config, grants, &[])
+}
+
+/// [`kit`], with variables set in the environment of `backups` (for plugins that read
+/// credentials from granted variables).
+fn kit_with_env(
+    plugin: &str,
+    kind: &str,
+    config: serde_json::Value,
+    grants: Option<serde_json::Value>,
+    env: &[(&str, &str)],
+) -> Run {
     let mut cmd = backups();
+    cmd.envs(env.iter().copied());
     cmd.args([
         "plugins",
         "test",
@@ -658,6 +671,66 @@ fn the_mysql_and_pgsql_sources_conform_against_the_local_servers() {
     );
     assert_conforms(&r, SOURCE_CHECKS);
     assert!(r.stdout.contains("PASS dump kind: \"sql\""), "{}", r.stdout);
+}
+
+#[test]
+fn the_azure_managed_disk_source_conforms_against_the_arm_stub() {
+    const SECRET: &str = "kit-client-secret-for-azure";
+    let dir = tempfile::tempdir().unwrap();
+    let login_port = free_port();
+    let stub = provider_stub(
+        "azure_arm.py",
+        free_port(),
+        dir.path(),
+        &[
+            "--login-port",
+            &login_port.to_string(),
+            "--tenant",
+            "kit-tenant",
+            "--client-id",
+            "kit-client",
+            "--client-secret",
+            SECRET,
+            "--subscription",
+            "kit-subscription",
+            "--disk",
+            "src/kitdisk",
+            "--group",
+            "dst",
+        ],
+    );
+    let r = kit_with_env(
+        "azure-managed-disk",
+        "source",
+        json!({"subscription_id": "kit-subscription", "source_resource_group": "src",
+               "destination_resource_group": "dst", "disk_name": "kitdisk",
+               "retain_snapshots": 1, "wait_minutes": 1,
+               "management_endpoint": format!("http://127.0.0.1:{}", stub.port),
+               "login_endpoint": format!("http://127.0.0.1:{login_port}")}),
+        None,
+        &[
+            ("TENANT_ID", "kit-tenant"),
+            ("CLIENT_ID", "kit-client"),
+            ("CLIENT_KEY", SECRET),
+        ],
+    );
+    assert_conforms(&r, SOURCE_CHECKS);
+    assert!(
+        r.stdout.contains("PASS dump kind: \"json\""),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.all().contains(SECRET),
+        "the client secret is never printed"
+    );
+    let requests = recorded(&dir.path().join("requests.jsonl"));
+    assert!(
+        requests
+            .iter()
+            .any(|q| q["operation"] == "put-snapshot" && q["status"] == 202),
+        "the kit's dump made a snapshot: {requests:?}"
+    );
 }
 
 #[test]

@@ -57,6 +57,7 @@ pub async fn run(
         plugin,
         options,
         config_json: String::new(),
+        secret_keys: Vec::new(),
         redactor: Redactor::new(),
         scratch: &scratch,
         checks: Vec::new(),
@@ -69,6 +70,7 @@ pub async fn run(
             &options.config,
             &about.secret_keys,
         ));
+        kit.secret_keys = about.secret_keys.clone();
     }
     kit.config_json = entry_config(&options.config, plugin, about.map(|a| a.name).as_deref());
     match plugin.world.role {
@@ -99,6 +101,8 @@ struct Kit<'a> {
     options: &'a Options,
     /// The config handed to `requested-grants` and `configure`.
     config_json: String,
+    /// The plugin's `secret_keys`: `env:NAME` ones are redacted once the grants are known.
+    secret_keys: Vec<String>,
     redactor: Redactor,
     scratch: &'a Scratch,
     checks: Vec<Check>,
@@ -214,6 +218,10 @@ impl Kit<'_> {
     /// A configured instance with the job's grants.
     async fn open(&mut self) -> Result<Option<Instance>> {
         let grants = self.grants().await?;
+        self.redactor.add_all(&crate::config::secret_env_values(
+            &self.secret_keys,
+            &grants.env,
+        ));
         let setup = self.setup(grants);
         let mut instance = self.runtime.instantiate(self.plugin, setup).await?;
         let configured = instance.configure(&self.context(), &self.config_json).await;

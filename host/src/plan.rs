@@ -157,6 +157,7 @@ async fn plan_entry(
         }
         (None, PluginSource::File { .. }) => Grants::none(),
     };
+    redactor.add_all(&config::secret_env_values(&about.secret_keys, &grants.env));
     Ok(Planned {
         entry: entry.clone(),
         plugin,

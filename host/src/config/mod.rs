@@ -860,6 +860,20 @@ pub fn secret_values(config: &Map<String, Value>, secret_keys: &[String]) -> Vec
         .collect()
 }
 
+/// Values of the environment variables a plugin declares secret (`env:NAME` in its
+/// `secret_keys`, e.g. a client secret that legacy configs keep in the environment) and
+/// its grants pass to it, for redaction. A variable it is not granted never reaches the
+/// plugin, so there is nothing of it to hide.
+pub fn secret_env_values(secret_keys: &[String], granted_env: &[String]) -> Vec<String> {
+    secret_keys
+        .iter()
+        .filter_map(|key| key.strip_prefix("env:"))
+        .filter(|name| granted_env.iter().any(|g| g == name))
+        .filter_map(|name| std::env::var(name).ok())
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
 /// The value of one secret key (a dotted path), if set.
 fn secret_value(config: &Map<String, Value>, key: &str) -> Option<String> {
     let mut parts = key.split('.');

@@ -136,6 +136,15 @@ fn secret_values_follow_dotted_keys() {
 }
 
 #[test]
+fn secret_env_values_are_those_of_granted_variables_only() {
+    // PATH and HOME are set wherever the tests run; only the granted one counts.
+    let path = std::env::var("PATH").unwrap();
+    let keys = ["env:PATH".into(), "env:HOME".into(), "PATH".into()];
+    assert_eq!(secret_env_values(&keys, &["PATH".into()]), [path]);
+    assert!(secret_env_values(&keys, &[]).is_empty());
+}
+
+#[test]
 fn notifiers_get_a_short_call_limit_unless_they_set_one() {
     let mut v = minimal();
     v["notifications"] = json!([

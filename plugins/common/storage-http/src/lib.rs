@@ -1,10 +1,18 @@
-//! What the destinations that speak a provider's REST API share (B2, Dropbox): one HTTP
-//! request at a time over `wasi:http` (which the host checks against the entry's `net`
-//! grant), the status and body handed back for the provider's own error mapping,
-//! downloads streamed to the host, and artifacts read one bounded part at a time.
+//! What the plugins that speak a provider's REST API share (the B2 and Dropbox
+//! destinations, the Azure managed-disk source): one HTTP request at a time over
+//! `wasi:http` (which the host checks against the entry's `net` grant), the status,
+//! headers and body handed back for the provider's own error mapping, downloads streamed
+//! to the host, and (feature `destination`) artifacts read one bounded part at a time.
+//!
+//! Enable the feature of the plugin's world (`destination`, the default, or `source`):
+//! the SDK builds exactly one world per plugin.
 
-use backups_sdk::{ObjectReader, PluginError, Result};
-use std::io::{Read, Write};
+#[cfg(feature = "destination")]
+use backups_sdk::ObjectReader;
+use backups_sdk::{PluginError, Result};
+#[cfg(feature = "destination")]
+use std::io::Read;
+use std::io::Write;
 use std::time::Duration;
 use wstd::http::body::util::{BodyExt, Empty};
 use wstd::http::{Body, Client, Request};
@@ -17,15 +25,27 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(600);
 /// Enough of an error body to explain it, not enough to flood a log.
 const ERROR_BODY_LIMIT: usize = 4000;
 
-/// The answer to a request: its status, and its body unless it was streamed elsewhere.
+/// The answer to a request: its status, headers, and its body unless it was streamed
+/// elsewhere.
 pub struct Reply {
     pub status: u16,
+    /// Header names in lower case, values that are not text left out.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Reply {
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
+    }
+
+    /// The first value of header `name` (any case), e.g. a long-running operation's
+    /// `Location` or `Retry-After`.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// The body as text, shortened, for error messages.
@@ -106,9 +126,17 @@ fn exchange(
     wstd::runtime::block_on(async move {
         let response = client.send(request).await.map_err(failed)?;
         let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((name.as_str().to_string(), value.to_str().ok()?.to_string()))
+            })
+            .collect();
         let mut body = response.into_body().into_boxed_body();
         let mut reply = Reply {
             status,
+            headers,
             body: Vec::new(),
         };
         let mut sink = sink.filter(|_| reply.is_success());
@@ -191,6 +219,7 @@ pub fn encode_path(name: &str) -> String {
 
 /// Reads up to `limit` bytes (fewer only at the end of the stream): the one part of an
 /// artifact that is in memory at a time.
+#[cfg(feature = "destination")]
 pub fn read_part(data: &mut ObjectReader, limit: u64) -> Result<Vec<u8>> {
     let mut part = Vec::with_capacity(limit.min(1 << 30) as usize);
     data.take(limit)
@@ -200,6 +229,7 @@ pub fn read_part(data: &mut ObjectReader, limit: u64) -> Result<Vec<u8>> {
 }
 
 /// Reads a whole artifact of `size` bytes that fits in one request.
+#[cfg(feature = "destination")]
 pub fn read_whole(data: &mut ObjectReader, size: u64) -> Result<Vec<u8>> {
     let body = read_part(data, size + 1)?;
     check_length(body.len() as u64, size)?;
