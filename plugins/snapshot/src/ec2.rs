@@ -201,7 +201,7 @@ pub fn items<'a, 'i>(
 }
 
 /// The tags of a resource (`<tagSet><item><key>…<value>…`).
-pub fn tags(node: roxmltree::Node<'_, '_>) -> Vec<(String, String)> {
+pub fn tags(node: roxmltree::Node<'_, '_>) -> crate::Tags {
     items(node, "tagSet")
         .map(|t| {
             (

@@ -68,6 +68,9 @@ use ec2::{Ec2, child, child_text, filter_params, items, list_params, parse, tags
 use serde::{Deserialize, Serialize};
 
 const MADE_BY: &str = "backups";
+
+/// A resource's tags: (key, value).
+type Tags = Vec<(String, String)>;
 const POLL_SECONDS: u64 = 15;
 
 #[derive(Deserialize)]
@@ -381,7 +384,7 @@ impl Snapshot {
     }
 
     /// Snapshots by id, or by filters; every page.
-    fn describe(&self, params: &[(String, String)]) -> Result<Vec<(SnapshotStatus, Vec<(String, String)>)>> {
+    fn describe(&self, params: &[(String, String)]) -> Result<Vec<(SnapshotStatus, Tags)>> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
