@@ -207,12 +207,17 @@ fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
         let source = source_report(&report, id);
         assert_eq!(source["ok"], false);
         let error = source["error"].as_str().unwrap();
-        assert!(error.contains("mysqldump") && error.contains(reason), "{error}");
+        assert!(
+            error.contains("mysqldump") && error.contains(reason),
+            "{error}"
+        );
         assert!(stored_for(work.path(), id).is_empty(), "{id} was uploaded");
     }
     assert!(!r.all().contains(wrong) && !r.all().contains(&pw));
     assert_eq!(
-        r.stderr.matches("deleted the temporary instance bk-").count(),
+        r.stderr
+            .matches("deleted the temporary instance bk-")
+            .count(),
         2,
         "{}",
         r.stderr
@@ -312,7 +317,9 @@ fn a_temporary_instance_that_cannot_be_deleted_fails_the_source_and_is_named() {
     for part in [
         format!("the temporary instance {orphan} was NOT deleted"),
         "Cannot delete protected DB Instance".to_string(),
-        format!("aws rds delete-db-instance --region {REGION} --db-instance-identifier {orphan} --skip-final-snapshot"),
+        format!(
+            "aws rds delete-db-instance --region {REGION} --db-instance-identifier {orphan} --skip-final-snapshot"
+        ),
         "--no-deletion-protection".to_string(),
     ] {
         assert!(error.contains(&part), "{part:?} not in {error}");
@@ -370,7 +377,9 @@ fn no_automated_snapshot_is_a_clear_not_found_and_restores_nothing() {
             .unwrap()
             .to_string();
         assert!(
-            error.contains(&format!("instancename {name:?}: no available automated snapshot")),
+            error.contains(&format!(
+                "instancename {name:?}: no available automated snapshot"
+            )),
             "{error}"
         );
         assert!(stored_for(work.path(), id).is_empty());
@@ -405,11 +414,13 @@ fn rds_pgsql_dumps_a_restored_copy_with_pg_dump_and_deletes_it() {
     let work = tempfile::tempdir().unwrap();
     let job = job(
         work.path(),
-        vec![json!({"id": "pglive", "type": "rds-pgsql", "instancename": "pglive1",
+        vec![
+            json!({"id": "pglive", "type": "rds-pgsql", "instancename": "pglive1",
                     "region": REGION, "dbname": db, "dbuser": "postgres",
                     "dbpass": "unused-with-trust-auth", "credentials": aws_keys(),
                     "endpoint_url": moto.url(), "connect_host": "127.0.0.1",
-                    "connect_port": 5432, "passphrase": PASSPHRASE})],
+                    "connect_port": 5432, "passphrase": PASSPHRASE}),
+        ],
     );
     let r = run(backups().args(["run", "--json"]).arg(&job));
     assert_eq!(r.code, 0);
@@ -494,8 +505,7 @@ fn ebs_snapshots_are_made_tagged_reported_and_kept_to_retain_snapshots() {
         let r = run(backups().args(["run", "--json"]).arg(&job));
         assert_eq!(r.code, 0, "round {round}");
 
-        let status: Value =
-            serde_json::from_slice(&newest_artifact(work.path(), "lone")).unwrap();
+        let status: Value = serde_json::from_slice(&newest_artifact(work.path(), "lone")).unwrap();
         assert_eq!(status["entry"], "lone");
         assert_eq!(status["volumes"], json!([id("lone")]));
         let snaps = status["snapshots"].as_array().unwrap();
@@ -525,8 +535,7 @@ fn ebs_snapshots_are_made_tagged_reported_and_kept_to_retain_snapshots() {
         let inst: Value = serde_json::from_slice(&newest_artifact(work.path(), "maindb")).unwrap();
         assert_eq!(inst["instance"]["name"], "maindb1");
         assert_eq!(inst["instance"]["instance_ids"], json!([id("instance")]));
-        let mut volumes: Vec<String> =
-            serde_json::from_value(inst["volumes"].clone()).unwrap();
+        let mut volumes: Vec<String> = serde_json::from_value(inst["volumes"].clone()).unwrap();
         volumes.sort();
         let mut expected = vec![id("data"), id("root")];
         expected.sort();
@@ -592,4 +601,57 @@ fn an_unknown_volume_or_instance_is_not_found() {
     );
     assert!(stored_for(work.path(), "novol").is_empty());
     assert!(stored_for(work.path(), "noinst").is_empty());
+}
+
+// ---------------------------------------------------------------- conformance kit
+
+fn kit(plugin: &str, config: Value) -> Run {
+    run(backups()
+        .args(["plugins", "test", plugin, "--kind", "source", "--config"])
+        .arg(config.to_string()))
+}
+
+fn assert_kit_passes(r: &Run, kind: &str) {
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains("FAIL"), "{}", r.stdout);
+    for check in ["describe", "dump", "no grants"] {
+        assert!(
+            r.stdout.contains(&format!("PASS {check}:")),
+            "no PASS {check}: {}",
+            r.stdout
+        );
+    }
+    assert!(
+        r.stdout.contains(&format!("PASS dump kind: \"{kind}\"")),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn the_rds_and_snapshot_sources_pass_the_conformance_kit_against_moto() {
+    let moto = Moto::start();
+    let (db, user, pw) = (
+        unique("rds_kit"),
+        unique("u_rds_kit"),
+        format!("pw-{}", std::process::id()),
+    );
+    let _rows = mariadb_rows(&db, &user, &pw);
+    create_source_instance(&moto, "kitdb1", "mysql", "");
+    let mut config = rds_source(&moto, "kitdb", "kitdb1", &db, &user, &pw);
+    config.as_object_mut().unwrap().remove("passphrase");
+    let r = kit("rds", config);
+    assert_kit_passes(&r, "sql");
+    assert!(!r.all().contains(&pw));
+    assert!(temporaries(&moto).is_empty(), "{:?}", temporaries(&moto));
+
+    let volume = moto.boto3(&format!(
+        "print(client('ec2', '{REGION}').create_volume(AvailabilityZone='{REGION}b', Size=1)['VolumeId'])"
+    ));
+    let r = kit(
+        "snapshot",
+        json!({"volume_id": volume.trim(), "availability_zone": format!("{REGION}b"),
+               "credentials": aws_keys(), "endpoint_url": moto.url()}),
+    );
+    assert_kit_passes(&r, "json");
 }

@@ -136,9 +136,7 @@ impl Ec2 {
         let (code, message) = roxmltree::Document::parse(&text)
             .ok()
             .and_then(|doc| {
-                let error = doc
-                    .descendants()
-                    .find(|n| n.tag_name().name() == "Error")?;
+                let error = doc.descendants().find(|n| n.tag_name().name() == "Error")?;
                 Some((
                     child_text(error, "Code").unwrap_or("(no code)").to_string(),
                     child_text(error, "Message").unwrap_or("").to_string(),

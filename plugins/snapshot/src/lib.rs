@@ -198,8 +198,10 @@ impl Plugin for Snapshot {
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {
-        let region =
-            backups_aws::region(config.region.as_deref(), config.availability_zone.as_deref())?;
+        let region = backups_aws::region(
+            config.region.as_deref(),
+            config.availability_zone.as_deref(),
+        )?;
         let endpoint = backups_aws::endpoint(config.endpoint_url.as_deref(), "ec2", &region)?;
         Ok(Grants {
             net: vec![backups_aws::net_grant("endpoint_url", &endpoint)?],
@@ -241,8 +243,10 @@ impl Plugin for Snapshot {
                 "wait_minutes: must be at least 1",
             ));
         }
-        let region =
-            backups_aws::region(config.region.as_deref(), config.availability_zone.as_deref())?;
+        let region = backups_aws::region(
+            config.region.as_deref(),
+            config.availability_zone.as_deref(),
+        )?;
         let endpoint = backups_aws::endpoint(config.endpoint_url.as_deref(), "ec2", &region)?;
         let keys = backups_aws::keys(&[&config.credentials, &config.top_level_keys])?;
         Ok(Snapshot {
@@ -266,11 +270,7 @@ impl Snapshot {
             filter_params(&[("tag:Name", vec![name.to_string()])])
         };
         // Terminated instances linger in listings for a while; they have nothing to snapshot.
-        let n = params
-            .iter()
-            .filter(|(k, _)| k.ends_with(".Name"))
-            .count()
-            + 1;
+        let n = params.iter().filter(|(k, _)| k.ends_with(".Name")).count() + 1;
         params.push((
             format!("Filter.{n}.Name"),
             "instance-state-name".to_string(),
@@ -359,7 +359,10 @@ impl Snapshot {
             ),
         ];
         for (i, (key, value)) in tags.iter().enumerate() {
-            params.push((format!("TagSpecification.1.Tag.{}.Key", i + 1), key.to_string()));
+            params.push((
+                format!("TagSpecification.1.Tag.{}.Key", i + 1),
+                key.to_string(),
+            ));
             params.push((
                 format!("TagSpecification.1.Tag.{}.Value", i + 1),
                 value.to_string(),
@@ -376,10 +379,7 @@ impl Snapshot {
                 "CreateSnapshot of {volume} answered without a snapshot id: {text}"
             )));
         }
-        backups_sdk::info!(
-            "snapshot {} of {volume} started",
-            created.snapshot_id
-        );
+        backups_sdk::info!("snapshot {} of {volume} started", created.snapshot_id);
         Ok(created)
     }
 
@@ -410,44 +410,45 @@ impl Snapshot {
     /// Waits until every snapshot is `completed`; their final states.
     fn wait_completed(&self, started: &[SnapshotStatus]) -> Result<Vec<SnapshotStatus>> {
         let ids: Vec<String> = started.iter().map(|s| s.snapshot_id.clone()).collect();
-        self.wait.until(&format!("snapshots {}", ids.join(", ")), || {
-            let now: Vec<SnapshotStatus> = self
-                .describe(&list_params("SnapshotId", &ids))?
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect();
-            if let Some(failed) = now.iter().find(|s| s.state == "error") {
-                return Err(PluginError::permanent(format!(
-                    "snapshot {} of {} failed (state error)",
-                    failed.snapshot_id, failed.volume_id
-                )));
-            }
-            if let Some(missing) = ids
-                .iter()
-                .find(|id| !now.iter().any(|s| &s.snapshot_id == *id))
-            {
-                return Ok(Poll::Pending(format!("{missing} not listed yet")));
-            }
-            let pending: Vec<String> = now
-                .iter()
-                .filter(|s| s.state != "completed")
-                .map(|s| {
-                    format!(
-                        "{} {} {}",
-                        s.snapshot_id,
-                        s.state,
-                        s.progress.as_deref().unwrap_or("")
-                    )
-                    .trim_end()
-                    .to_string()
-                })
-                .collect();
-            if pending.is_empty() {
-                Ok(Poll::Ready(now))
-            } else {
-                Ok(Poll::Pending(pending.join(", ")))
-            }
-        })
+        self.wait
+            .until(&format!("snapshots {}", ids.join(", ")), || {
+                let now: Vec<SnapshotStatus> = self
+                    .describe(&list_params("SnapshotId", &ids))?
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect();
+                if let Some(failed) = now.iter().find(|s| s.state == "error") {
+                    return Err(PluginError::permanent(format!(
+                        "snapshot {} of {} failed (state error)",
+                        failed.snapshot_id, failed.volume_id
+                    )));
+                }
+                if let Some(missing) = ids
+                    .iter()
+                    .find(|id| !now.iter().any(|s| &s.snapshot_id == *id))
+                {
+                    return Ok(Poll::Pending(format!("{missing} not listed yet")));
+                }
+                let pending: Vec<String> = now
+                    .iter()
+                    .filter(|s| s.state != "completed")
+                    .map(|s| {
+                        format!(
+                            "{} {} {}",
+                            s.snapshot_id,
+                            s.state,
+                            s.progress.as_deref().unwrap_or("")
+                        )
+                        .trim_end()
+                        .to_string()
+                    })
+                    .collect();
+                if pending.is_empty() {
+                    Ok(Poll::Ready(now))
+                } else {
+                    Ok(Poll::Pending(pending.join(", ")))
+                }
+            })
     }
 
     /// Deletes this entry's older completed snapshots of `volume` beyond the newest `keep`.
@@ -542,8 +543,10 @@ impl Source for Snapshot {
             match self.create(volume) {
                 Ok(s) => started.push(s),
                 Err(e) if !started.is_empty() => {
-                    let made: Vec<&str> =
-                        started.iter().map(|s: &SnapshotStatus| s.snapshot_id.as_str()).collect();
+                    let made: Vec<&str> = started
+                        .iter()
+                        .map(|s: &SnapshotStatus| s.snapshot_id.as_str())
+                        .collect();
                     return Err(e.context(format!(
                         "(snapshots already started, kept: {})",
                         made.join(", ")

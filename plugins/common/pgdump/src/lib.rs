@@ -83,12 +83,7 @@ impl PgDump {
 
     /// Runs pg_dump with its output spliced into the artifact. `Ok` means it exited 0.
     pub fn stream(&self) -> Result<()> {
-        backups_sdk::info!(
-            "dumping {} from {}:{}",
-            self.dbname,
-            self.host,
-            self.port
-        );
+        backups_sdk::info!("dumping {} from {}:{}", self.dbname, self.host, self.port);
         process::stream_stdout(&self.command()?).map_err(|e| e.context(PG_DUMP))
     }
 }
