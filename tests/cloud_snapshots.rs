@@ -58,6 +58,17 @@ fn source_report(report: &Value, id: &str) -> Value {
         .clone()
 }
 
+/// The destination's outcome for source `id` (the job has one destination).
+fn destination_outcome_of(report: &Value, id: &str) -> Value {
+    report["destinations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["source_id"] == id)
+        .unwrap_or_else(|| panic!("no upload outcome for {id}: {report}"))
+        .clone()
+}
+
 fn stored_for(work: &Path, id: &str) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = artifacts(&work.join("dest"))
         .into_iter()
@@ -202,8 +213,10 @@ fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
     let r = run(backups().args(["run", "--json"]).arg(&job));
     assert_eq!(r.code, 1, "a failed source fails the run");
     let report = report(&r);
-    assert_eq!(report["success"], false, "{report}");
     for (id, reason) in [("wrongpw", "Access denied"), ("nodb", "no_such_db")] {
+        let upload = destination_outcome_of(&report, id);
+        assert_eq!(upload["ok"], false);
+        assert_eq!(upload["error"], "not uploaded: the source failed");
         let source = source_report(&report, id);
         assert_eq!(source["ok"], false);
         let error = source["error"].as_str().unwrap();
@@ -219,6 +232,54 @@ fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
             .matches("deleted the temporary instance bk-")
             .count(),
         2,
+        "{}",
+        r.stderr
+    );
+    assert_eq!(db_instances(&moto), vec!["livedb1".to_string()]);
+}
+
+#[test]
+fn a_dump_killed_half_way_still_deletes_the_temporary_instance() {
+    // What an interrupted run looks like to the plugin: the host kills the dump command
+    // (here a stand-in mysqldump on PATH that prints half a dump and is then killed).
+    let moto = Moto::start();
+    create_source_instance(&moto, "livedb1", "mysql", "");
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("mysqldump");
+    fs::write(
+        &stub,
+        "#!/bin/sh\necho 'CREATE TABLE half (id int);'\nkill -TERM $$\n",
+    )
+    .unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let job = job(
+        work.path(),
+        vec![rds_source(
+            &moto,
+            "killed",
+            "livedb1",
+            "anydb",
+            "anyuser",
+            "pw-killed-1",
+        )],
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let r = run(backups()
+        .env("PATH", path)
+        .args(["run", "--json"])
+        .arg(&job));
+    assert_eq!(r.code, 1);
+    let error = source_report(&report(&r), "killed")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("killed by signal 15"), "{error}");
+    assert!(stored_for(work.path(), "killed").is_empty());
+    assert!(
+        r.stderr
+            .contains("deleted the temporary instance bk-killed-"),
         "{}",
         r.stderr
     );
@@ -327,6 +388,10 @@ fn a_temporary_instance_that_cannot_be_deleted_fails_the_source_and_is_named() {
     assert!(
         stored_for(work.path(), "livedb").is_empty(),
         "a source that failed uploads nothing, complete dump or not"
+    );
+    assert_eq!(
+        destination_outcome_of(&report(&r), "livedb")["error"],
+        "not uploaded: the source failed"
     );
     // The orphan is what the plugin asked for: class, security group and tags.
     let described = moto.boto3(&format!(

@@ -643,8 +643,8 @@ impl Rds {
         PluginError::new(
             kind,
             format!(
-                "the temporary instance {name} was NOT deleted and keeps running (and costing) \
-                 ({}); {}; the next run of this entry will try again",
+                "the temporary instance {name} was NOT deleted and keeps running (and costing): \
+                 {}; {}; the next run of this entry will try again",
                 err.message,
                 self.delete_by_hand(name)
             ),
