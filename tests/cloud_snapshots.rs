@@ -720,3 +720,54 @@ fn the_rds_and_snapshot_sources_pass_the_conformance_kit_against_moto() {
     );
     assert_kit_passes(&r, "json");
 }
+
+#[test]
+fn grants_are_derived_from_the_region_endpoint_and_credentials() {
+    let work = tempfile::tempdir().unwrap();
+    let job = job(
+        work.path(),
+        vec![
+            json!({"id": "a", "type": "rds", "instancename": "livedb1", "region": REGION,
+                   "dbname": "x", "dbuser": "u", "dbpass": "p", "passphrase": PASSPHRASE}),
+            json!({"id": "b", "type": "rds-pgsql", "instancename": "pg1", "region": REGION,
+                   "dbname": "x", "credentials": {"aws_access_key_id": "AK",
+                   "aws_secret_access_key": "secret-key-123"},
+                   "endpoint_url": "https://vpce-1.rds.eu-west-1.vpce.amazonaws.com",
+                   "passphrase": PASSPHRASE}),
+            json!({"id": "c", "type": "snapshot", "volume_id": ["vol-1", "vol-2"],
+                   "availability_zone": "us-west-2c", "aws_access_key_id": "AK",
+                   "aws_secret_access_key": "secret-key-123", "passphrase": PASSPHRASE}),
+        ],
+    );
+    let r = run(backups().args(["run", "--dry-run"]).arg(&job));
+    assert_eq!(r.code, 0);
+    let section = |id: &str, next: &str| {
+        let start = r.stdout.find(&format!("\"{id}\" type")).unwrap();
+        let end = r.stdout[start..]
+            .find(next)
+            .map_or(r.stdout.len(), |e| start + e);
+        r.stdout[start..end].to_string()
+    };
+    let a = section("a", "\"b\" type");
+    assert!(
+        a.contains("net   https://rds.eu-west-1.amazonaws.com"),
+        "{a}"
+    );
+    assert!(a.contains("run   mysqldump"), "{a}");
+    assert!(a.contains("env   AWS_ACCESS_KEY_ID") && a.contains("env   AWS_SESSION_TOKEN"));
+    let b = section("b", "\"c\" type");
+    assert!(b.contains("embedded `rds`"), "{b}");
+    assert!(
+        b.contains("net   https://vpce-1.rds.eu-west-1.vpce.amazonaws.com"),
+        "{b}"
+    );
+    assert!(b.contains("run   pg_dump") && !b.contains("env "), "{b}");
+    let c = section("c", "destinations:");
+    assert!(
+        c.contains("net   https://ec2.us-west-2.amazonaws.com"),
+        "{c}"
+    );
+    assert!(!c.contains("env ") && !c.contains("run "), "{c}");
+    assert!(!r.all().contains("unknown key"), "{}", r.all());
+    assert!(!r.all().contains("secret-key-123"));
+}
