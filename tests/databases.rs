@@ -12,83 +12,14 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use support::*;
 
 const ROWS: usize = 50_000;
 
 fn unique(name: &str) -> String {
     format!("bk_{}_{name}", std::process::id())
-}
-
-fn sql(program: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{program}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?} failed (is the server running on 127.0.0.1?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn mariadb(input: &str) -> String {
-    sql(
-        "mysql",
-        &[
-            "-uroot",
-            "-h127.0.0.1",
-            "-P3306",
-            "--batch",
-            "--skip-column-names",
-        ],
-        input,
-    )
-}
-
-fn postgres(db: &str, input: &str) -> String {
-    sql(
-        "psql",
-        &[
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            db,
-            "-X",
-            "-q",
-            "-A",
-            "-t",
-            "-v",
-            "ON_ERROR_STOP=1",
-        ],
-        input,
-    )
-}
-
-/// Drops what a test created, even when it fails.
-struct Cleanup(Vec<Box<dyn Fn()>>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for f in &self.0 {
-            f();
-        }
-    }
 }
 
 fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {

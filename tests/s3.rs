@@ -279,47 +279,13 @@ fn a_wrong_secret_an_ungranted_host_and_a_dead_server_fail_only_their_destinatio
     );
 }
 
-/// moto's S3 server, which implements bucket lifecycle configuration (s3s-fs does not).
-struct Moto {
-    server: Server,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let server = start_server(
-            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
-            port,
-            "moto_server",
-        );
-        Moto { server }
-    }
-
-    /// Runs `body` (Python, with `s3` a boto3 client) against the server.
-    fn boto3(&self, body: &str) {
-        let script = format!(
-            "import boto3\ns3 = boto3.client('s3', endpoint_url='http://127.0.0.1:{}', aws_access_key_id='testing', \
-             aws_secret_access_key='testing', region_name='us-east-1')\n{body}\n",
-            self.server.port
-        );
-        let out = Command::new("python3")
-            .arg("-c")
-            .arg(script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "boto3 failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn expire_after(&self, days: u32) {
-        self.boto3(&format!(
-            "s3.put_bucket_lifecycle_configuration(Bucket='backups-b', LifecycleConfiguration={{'Rules': [\
-             {{'ID': 'expire-all', 'Status': 'Enabled', 'Filter': {{'Prefix': ''}}, 'Expiration': {{'Days': {days}}}}}]}})"
-        ));
-    }
+/// A lifecycle rule on moto's bucket (moto implements bucket lifecycle configuration;
+/// s3s-fs does not).
+fn expire_after(moto: &Moto, days: u32) {
+    moto.boto3(&format!(
+        "s3.put_bucket_lifecycle_configuration(Bucket='backups-b', LifecycleConfiguration={{'Rules': [\
+         {{'ID': 'expire-all', 'Status': 'Enabled', 'Filter': {{'Prefix': ''}}, 'Expiration': {{'Days': {days}}}}}]}})"
+    ));
 }
 
 #[test]
@@ -347,7 +313,7 @@ fn status_reads_and_audits_the_buckets_own_lifecycle_rules() {
     );
 
     // The incident's bucket rule: everything older than 14 days goes.
-    moto.expire_after(14);
+    expire_after(&moto, 14);
     let r = run(backups().arg("status").arg(&job));
     assert_eq!(r.code, 0);
     assert!(
@@ -356,7 +322,7 @@ fn status_reads_and_audits_the_buckets_own_lifecycle_rules() {
         r.stderr
     );
     // A rule shorter than the interval between backups: copies are lost for sure.
-    moto.expire_after(1);
+    expire_after(&moto, 1);
     let r = run(backups().arg("status").arg(&job));
     assert_eq!(r.code, 1);
     assert!(

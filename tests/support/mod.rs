@@ -1162,3 +1162,123 @@ pub fn http_text(url: &str) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// moto's server: AWS APIs (S3, RDS, EC2…) in memory, on 127.0.0.1.
+pub struct Moto {
+    pub server: Server,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = free_port();
+        let server = start_server(
+            Command::new("moto_server").args(["-H", "127.0.0.1", "-p", &port.to_string()]),
+            port,
+            "moto_server",
+        );
+        Moto { server }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.server.port)
+    }
+
+    /// Runs `body` (Python) against the server and returns what it printed. In it,
+    /// `client(service, region)` makes a boto3 client for this server, and `s3` is one for
+    /// S3 in us-east-1.
+    pub fn boto3(&self, body: &str) -> String {
+        let script = format!(
+            "import boto3, json\n\
+             def client(service, region='us-east-1'):\n    \
+             return boto3.client(service, endpoint_url='{}', aws_access_key_id='testing', \
+             aws_secret_access_key='testing', region_name=region)\n\
+             s3 = client('s3')\n{body}\n",
+            self.url()
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "boto3 failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// Runs SQL through a client program (`mysql`, `psql`) and returns its output; panics with
+/// the client's error when it fails.
+pub fn sql(program: &str, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed (is the server running on 127.0.0.1?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// SQL as root on the machine's MariaDB (127.0.0.1:3306).
+pub fn mariadb(input: &str) -> String {
+    sql(
+        "mysql",
+        &[
+            "-uroot",
+            "-h127.0.0.1",
+            "-P3306",
+            "--batch",
+            "--skip-column-names",
+        ],
+        input,
+    )
+}
+
+/// SQL as `postgres` on the machine's PostgreSQL (127.0.0.1:5432), in database `db`.
+pub fn postgres(db: &str, input: &str) -> String {
+    sql(
+        "psql",
+        &[
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+        ],
+        input,
+    )
+}
+
+/// Drops what a test created, even when it fails.
+pub struct Cleanup(pub Vec<Box<dyn Fn()>>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            f();
+        }
+    }
+}

@@ -7,6 +7,7 @@ include!(concat!(env!("OUT_DIR"), "/embedded_plugins.rs"));
 /// Legacy types served by a plugin of another name: (type, plugin).
 pub static ALIASES: &[(&str, &str)] = &[
     ("minio", "s3"),
+    ("rds-pgsql", "rds"),
     ("slack", "webhook"),
     ("discord", "webhook"),
     ("hipchat", "webhook"),

@@ -28,7 +28,6 @@
 //! user, outside the sandbox: grant it knowingly.
 
 use backups_mysqldump::{Dump, KEYS, MysqlKeys};
-use backups_sdk::process::{self, Command};
 use backups_sdk::{About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, Result, Source};
 
 pub struct MySql {
@@ -61,19 +60,7 @@ impl Plugin for MySql {
 
 impl Source for MySql {
     fn dump(&mut self, _out: &mut ArtifactWriter) -> Result<DumpInfo> {
-        // The credentials go into a private 0600 file the host removes afterwards.
-        let file = match self.dump.option_file() {
-            Some(text) => process::private_file("mysql-client.cnf", &text)?,
-            None => String::new(),
-        };
-        let line = self.dump.command_line(&file);
-        backups_sdk::info!(
-            "dumping {} from {}",
-            self.dump.databases.join(", "),
-            self.dump.keys.dbhost
-        );
-        process::stream_stdout(&Command::new(&line[0]).args(line[1..].to_vec()))
-            .map_err(|e| e.context("mysqldump"))?;
+        self.dump.stream()?;
         Ok(DumpInfo::new("sql"))
     }
 }

@@ -26,13 +26,11 @@
 //! Grants derived from these keys: `run: ["pg_dump"]`. The command runs as the backups
 //! user, outside the sandbox: grant it knowingly.
 
-use backups_sdk::process::{self, Command};
+use backups_pgdump::{Format, PG_DUMP, PgDump};
 use backups_sdk::{
     About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, PluginError, Result, Source,
 };
 use serde::Deserialize;
-
-const DUMP: &str = "pg_dump";
 
 #[derive(Deserialize)]
 pub struct Config {
@@ -52,18 +50,8 @@ fn localhost() -> String {
     "localhost".into()
 }
 
-#[derive(Deserialize, Default, PartialEq, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum Format {
-    #[default]
-    Plain,
-    Custom,
-}
-
 pub struct PgSql {
-    config: Config,
-    dbname: String,
-    extra: Vec<String>,
+    dump: PgDump,
 }
 
 impl Plugin for PgSql {
@@ -80,7 +68,7 @@ impl Plugin for PgSql {
 
     fn requested_grants(_config: &Config) -> Result<Grants> {
         Ok(Grants {
-            run: vec![DUMP.into()],
+            run: vec![PG_DUMP.into()],
             ..Grants::default()
         })
     }
@@ -107,55 +95,23 @@ impl Plugin for PgSql {
             )));
         }
         Ok(PgSql {
-            config,
-            dbname,
-            extra,
+            dump: PgDump {
+                port: config.dbport.unwrap_or(5432),
+                host: config.dbhost,
+                dbname,
+                user: config.dbuser,
+                password: config.dbpass,
+                format: config.format,
+                extra,
+            },
         })
     }
 }
 
-/// A field of a pgpass line: `:` and `\` escaped with a backslash.
-fn pgpass_field(v: &str) -> String {
-    v.replace('\\', "\\\\").replace(':', "\\:")
-}
-
 impl Source for PgSql {
     fn dump(&mut self, _out: &mut ArtifactWriter) -> Result<DumpInfo> {
-        let c = &self.config;
-        let port = c.dbport.unwrap_or(5432);
-        let mut cmd = Command::new(DUMP)
-            .args([
-                "--no-password",
-                "--host",
-                &c.dbhost,
-                "--port",
-                &port.to_string(),
-            ])
-            .env("PGCONNECT_TIMEOUT", "20")
-            // pg_dump looks for ~/.pgpass and service files under HOME; there is none.
-            .env("HOME", "/nonexistent");
-        if let Some(user) = &c.dbuser {
-            cmd = cmd.args(["--username", user]);
-        }
-        if let Some(pass) = &c.dbpass {
-            let line = format!(
-                "*:*:*:{}:{}\n",
-                pgpass_field(c.dbuser.as_deref().unwrap_or("*")),
-                pgpass_field(pass)
-            );
-            cmd = cmd.env("PGPASSFILE", process::private_file("pgpass", &line)?);
-        }
-        let kind = match c.format {
-            Format::Plain => "sql",
-            Format::Custom => {
-                cmd = cmd.arg("--format=custom");
-                "pgdump"
-            }
-        };
-        cmd = cmd.args(self.extra.clone()).arg("--").arg(&self.dbname);
-        backups_sdk::info!("dumping {} from {}:{port}", self.dbname, c.dbhost);
-        process::stream_stdout(&cmd).map_err(|e| e.context("pg_dump"))?;
-        Ok(DumpInfo::new(kind))
+        self.dump.stream()?;
+        Ok(DumpInfo::new(self.dump.format.kind()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! where mysqldump runs and how the option file reaches it.
 
 use backups_sdk::config::{OneOrMany, flag};
+use backups_sdk::process::{self, Command};
 use backups_sdk::{PluginError, Result};
 use serde::Deserialize;
 
@@ -54,6 +55,29 @@ pub struct Dump {
 }
 
 impl MysqlKeys {
+    /// Keys for a server found at run time (a restored RDS instance): its address, the
+    /// entry's databases and credentials, every other key at its default.
+    pub fn for_server(
+        host: &str,
+        port: u16,
+        dbname: Vec<String>,
+        dbuser: Option<String>,
+        dbpass: Option<String>,
+        noevents: bool,
+    ) -> MysqlKeys {
+        MysqlKeys {
+            dbhost: host.to_string(),
+            dbport: Some(port),
+            dbname: OneOrMany::Many(dbname),
+            dbuser,
+            dbpass,
+            defaults: None,
+            options: String::new(),
+            noevents,
+            single_transaction: true,
+        }
+    }
+
     pub fn check(self) -> Result<Dump> {
         let extra: Vec<String> = self
             .options
@@ -144,5 +168,23 @@ impl Dump {
             }
         }
         args
+    }
+
+    /// Runs mysqldump on this machine with its output spliced into the artifact; the
+    /// credentials go into a private 0600 file the host removes afterwards. `Ok` means it
+    /// exited 0.
+    pub fn stream(&self) -> Result<()> {
+        let file = match self.option_file() {
+            Some(text) => process::private_file("mysql-client.cnf", &text)?,
+            None => String::new(),
+        };
+        let line = self.command_line(&file);
+        backups_sdk::info!(
+            "dumping {} from {}",
+            self.databases.join(", "),
+            self.keys.dbhost
+        );
+        process::stream_stdout(&Command::new(&line[0]).args(line[1..].to_vec()))
+            .map_err(|e| e.context("mysqldump"))
     }
 }
