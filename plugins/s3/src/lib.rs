@@ -177,6 +177,9 @@ impl Plugin for S3 {
         .secrets(&[
             "credentials.aws_secret_access_key",
             "credentials.secret_key",
+            // The variables' values, when the job grants them instead.
+            "env:AWS_SECRET_ACCESS_KEY",
+            "env:AWS_SESSION_TOKEN",
         ])
     }
 

@@ -194,6 +194,8 @@ impl Plugin for Snapshot {
             "aws_session_token",
             "credentials.aws_secret_access_key",
             "credentials.aws_session_token",
+            "env:AWS_SECRET_ACCESS_KEY",
+            "env:AWS_SESSION_TOKEN",
         ])
     }
 
