@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
-# Benchmark: `backups run` (folder → gzip → OpenPGP → local) against the legacy tool's own
-# pipeline `tar cf - | gzip -1 | gpg -c --compress-algo none`, on the same corpus, in the
-# same run. Prints throughput (MB/s of source data) and peak RSS of each, and the ratio.
+# Benchmark: `backups run` (folder → gzip → OpenPGP → local) against the references, on the
+# same corpus, in the same run:
+#   - the legacy tool's own pipeline `tar cf - | gzip -1 | gpg -c --compress-algo none`;
+#   - `restic backup` of the same tree into a fresh local repository (restic from Debian);
+#   - `backups run` with `tar` spliced in natively instead of the folder plugin reading the
+#     files through WASI: the difference is what the WASM boundary costs.
+# Prints throughput (MB/s of source data), peak RSS, the most the tmpdir held during the
+# run (against the size of the artifact), the time of `backups run --dry-run` on a
+# 3-plugin job with a warm compile cache, and the ratios.
 #
 #   bench/run.sh [--mib N] [--runs R]     (default: 1024 MiB corpus, 3 runs each, best kept)
 #
-# A benchmark, not a test: numbers depend on the machine and its load; compare ratios.
+# A benchmark, not a test: numbers depend on the machine and its load; compare the ratios
+# of one run. BENCH_DIR (default /var/tmp/backups-bench) holds the corpus (kept between
+# runs) and the outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,12 +28,18 @@ while [ $# -gt 0 ]; do
 done
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/backups-target}"
-command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
-command -v gpg >/dev/null || { apt-get update -qq && apt-get install -y -qq gnupg; }
+need=()
+command -v /usr/bin/time >/dev/null || need+=(time)
+command -v gpg >/dev/null || need+=(gnupg)
+command -v restic >/dev/null || need+=(restic)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
 
 echo "building backups (release)…" >&2
 cargo build --release -q -p backups
 BIN="$CARGO_TARGET_DIR/release/backups"
+FIXTURE="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/release/backups_test_fixtures.wasm"
 
 WORK="${BENCH_DIR:-/var/tmp/backups-bench}"
 CORPUS="$WORK/corpus-$MIB"
@@ -38,17 +52,26 @@ fi
 BYTES=$(du -sb --exclude=.complete "$CORPUS" | cut -f1)
 FILES=$(find "$CORPUS" -type f | wc -l)
 PASS="bench passphrase"
-
 OUT="$WORK/out"
-JOB="$WORK/job.json"
-cat > "$JOB" <<JSON
+TMP="$WORK/tmp"
+
+# One job per way of reading the corpus; the pipeline after the source is the same.
+job() { # NAME SOURCE-JSON [EXTRA-ENTRIES]
+  cat > "$WORK/$1.json" <<JSON
 {
   "hostname": "bench",
-  "tmpdir": "$WORK/tmp",
-  "sources": [{"id": "corpus", "type": "folder", "path": "$CORPUS", "excludes": [".complete"], "passphrase": "$PASS"}],
-  "destinations": [{"id": "disk", "type": "local", "path": "$OUT"}]
+  "tmpdir": "$TMP",
+  "sources": [$2],
+  "destinations": [{"id": "disk", "type": "local", "path": "$OUT"}]${3:-}
 }
 JSON
+}
+job folder "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"excludes\": [\".complete\"], \"passphrase\": \"$PASS\"}"
+job native "{\"id\": \"corpus\", \"type\": \"splice\", \"plugin\": \"$FIXTURE\", \"mode\": \"splice\",
+  \"target\": \"tar cf - --exclude=.complete -C $(dirname "$CORPUS") $(basename "$CORPUS")\",
+  \"passphrase\": \"$PASS\", \"grants\": {\"run\": [\"tar\"]}}"
+job three "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"passphrase\": \"$PASS\"}" \
+  ", \"notifications\": [{\"id\": \"flag\", \"type\": \"flagfile\", \"flagfile\": \"$WORK/flag\"}]"
 
 # Runs "$@" and prints "seconds peak_rss_kib".
 measure() {
@@ -61,9 +84,25 @@ measure() {
 
 best() { sort -n | head -1; }
 
-backups_once() {
-  rm -rf "$OUT" && mkdir -p "$OUT"
-  measure "$BIN" -q --allow-root run "$JOB"
+# The most the tmpdir held while "$@" ran, in bytes (sampled every 50 ms).
+TMP_PEAK_FILE="$WORK/tmp-peak"
+with_tmp_watch() {
+  echo 0 > "$TMP_PEAK_FILE"
+  ( peak=0
+    while :; do
+      now=$(du -sb "$TMP" 2>/dev/null | cut -f1 || echo 0)
+      [ "${now:-0}" -gt "$peak" ] && { peak=$now; echo "$peak" > "$TMP_PEAK_FILE"; }
+      sleep 0.05
+    done ) &
+  local watcher=$!
+  "$@"
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+}
+
+backups_once() { # JOB
+  rm -rf "$OUT" "$TMP" && mkdir -p "$OUT" "$TMP"
+  measure "$BIN" -q --allow-root run "$WORK/$1.json"
 }
 
 pipeline_once() {
@@ -71,27 +110,55 @@ pipeline_once() {
   measure bash -c "tar cf - -C '$(dirname "$CORPUS")' '$(basename "$CORPUS")' | gzip -1 | gpg --batch --quiet -c --pinentry-mode loopback --passphrase '$PASS' --compress-algo none -o '$WORK/pipeline.tar.gz.gpg'"
 }
 
+restic_once() {
+  rm -rf "$WORK/restic-repo"
+  RESTIC_PASSWORD="$PASS" restic init -q -r "$WORK/restic-repo" >/dev/null
+  RESTIC_PASSWORD="$PASS" measure restic -q -r "$WORK/restic-repo" backup "$CORPUS"
+}
+
 # Warm the compile cache and the page cache once, unmeasured.
-backups_once >/dev/null
+backups_once folder >/dev/null
+backups_once native >/dev/null
 pipeline_once >/dev/null
 
-declare -a B P
+declare -a B N P R D
 for _ in $(seq "$RUNS"); do
-  B+=("$(backups_once)")
+  B+=("$(backups_once folder)")
+  N+=("$(backups_once native)")
   P+=("$(pipeline_once)")
+  R+=("$(restic_once)")
 done
-read -r b_s b_rss < <(printf '%s\n' "${B[@]}" | best)
-read -r p_s p_rss < <(printf '%s\n' "${P[@]}" | best)
+for _ in $(seq 10); do
+  D+=("$(measure "$BIN" -q --allow-root run --dry-run "$WORK/three.json")")
+done
+# One more folder run for the tmpdir high-water mark (du itself costs a little time).
+rm -rf "$OUT" "$TMP" && mkdir -p "$OUT" "$TMP"
+with_tmp_watch "$BIN" -q --allow-root run "$WORK/folder.json"
+tmp_peak=$(cat "$TMP_PEAK_FILE")
+artifact=$(find "$OUT" -name '*.gpg' -printf '%s\n' | sort -n | tail -1)
 
-mbps() { python3 -c "print(f'{$BYTES / 1e6 / max($1, 0.001):.1f}')"; }
-b_mbps=$(mbps "$b_s"); p_mbps=$(mbps "$p_s")
-ratio=$(python3 -c "print(f'{$p_s / max($b_s, 0.001):.2f}')")
-out_size=$(du -sb "$OUT" | cut -f1)
+read -r b_s b_rss < <(printf '%s\n' "${B[@]}" | best)
+read -r n_s n_rss < <(printf '%s\n' "${N[@]}" | best)
+read -r p_s p_rss < <(printf '%s\n' "${P[@]}" | best)
+read -r r_s r_rss < <(printf '%s\n' "${R[@]}" | best)
+read -r d_s _ < <(printf '%s\n' "${D[@]}" | best)
+
+py() { python3 -c "print($1)"; }
+mbps() { py "f'{$BYTES / 1e6 / max($1, 0.001):.1f}'"; }
 pipe_size=$(stat -c %s "$WORK/pipeline.tar.gz.gpg")
+restic_size=$(du -sb "$WORK/restic-repo" | cut -f1)
 
 printf '\ncorpus: %s MiB, %s files (%s); best of %s runs; %s cores\n' \
   "$((BYTES >> 20))" "$FILES" "$CORPUS" "$RUNS" "$(nproc)"
-printf '%-42s %10s %10s %14s %12s\n' "pipeline" "seconds" "MB/s" "peak RSS MiB" "output MiB"
-printf '%-42s %10s %10s %14s %12s\n' "backups run (folder → local)" "$b_s" "$b_mbps" "$((b_rss >> 10))" "$((out_size >> 20))"
-printf '%-42s %10s %10s %14s %12s\n' "tar | gzip -1 | gpg -c --compress-algo none" "$p_s" "$p_mbps" "$((p_rss >> 10))" "$((pipe_size >> 20))"
-printf 'backups is %sx the shell pipeline\n' "$ratio"
+row() { printf '%-46s %9s %9s %13s %11s\n' "$@"; }
+row "" "seconds" "MB/s" "peak RSS MiB" "output MiB"
+row "backups run (folder plugin → local)" "$b_s" "$(mbps "$b_s")" "$((b_rss >> 10))" "$((artifact >> 20))"
+row "backups run (tar spliced natively → local)" "$n_s" "$(mbps "$n_s")" "$((n_rss >> 10))" "-"
+row "tar | gzip -1 | gpg -c --compress-algo none" "$p_s" "$(mbps "$p_s")" "$((p_rss >> 10))" "$((pipe_size >> 20))"
+row "restic backup (fresh local repository)" "$r_s" "$(mbps "$r_s")" "$((r_rss >> 10))" "$((restic_size >> 20))"
+printf '\nbackups is %sx the shell pipeline and %sx restic\n' \
+  "$(py "f'{$p_s / max($b_s, 0.001):.2f}'")" "$(py "f'{$r_s / max($b_s, 0.001):.2f}'")"
+printf 'WASM boundary: the folder plugin takes %s%% longer than tar spliced natively\n' \
+  "$(py "f'{($b_s / max($n_s, 0.001) - 1) * 100:+.1f}'")"
+printf 'tmpdir peak: %s MiB for an artifact of %s MiB\n' "$((tmp_peak >> 20))" "$((artifact >> 20))"
+printf 'backups run --dry-run (3 plugins, warm cache): %s ms (best of 10)\n' "$(py "int($d_s * 1000)")"

@@ -47,7 +47,7 @@ fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Resul
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    let mut hashed = Hashing::new(BufWriter::with_capacity(1 << 20, file));
+    let mut hashed = Hashing::new(BufWriter::with_capacity(256 << 10, file));
     let mut bytes_in = 0u64;
     let ctx = || format!("writing {}", path.display());
     // gzip -1 (as the legacy pipeline): at this level compression is the costliest stage,
@@ -121,11 +121,11 @@ pub(crate) fn thread_cpu_seconds() -> f64 {
 }
 
 /// Compressed blocks queued between the compressing and the encrypting thread.
-const BLOCKS_IN_FLIGHT: usize = 4;
+const BLOCKS_IN_FLIGHT: usize = 2;
 /// Size of those blocks: large enough that the queue costs nothing per byte.
-const BLOCK_BYTES: usize = 1 << 20;
+const BLOCK_BYTES: usize = 512 << 10;
 
-/// A `Write` that hands what it is given to the encrypting thread in 1 MiB blocks.
+/// A `Write` that hands what it is given to the encrypting thread in 512 KiB blocks.
 struct BlockSender {
     tx: std::sync::mpsc::SyncSender<Vec<u8>>,
     block: Vec<u8>,

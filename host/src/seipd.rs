@@ -26,8 +26,9 @@ use openssl::sha::Sha1;
 use openssl::symm::{Cipher, Crypter, Mode};
 use std::io::{self, Write};
 
-/// Partial body chunks of 2^20 octets (the first must be at least 512).
-const CHUNK_POWER: u8 = 20;
+/// Partial body chunks of 2^18 octets (the first must be at least 512): framing costs 1
+/// octet per 256 KiB, and the two chunk buffers stay small.
+const CHUNK_POWER: u8 = 18;
 const CHUNK: usize = 1 << CHUNK_POWER;
 /// New-format packet tags (RFC 4880 4.2 and 4.3).
 const CTB_SEIPD: u8 = 0xC0 | 18;
@@ -113,7 +114,8 @@ impl<W: Write> SeipdWriter<W> {
 
     /// Frames and encrypts one full chunk of the literal packet's body.
     fn flush_literal_chunk(&mut self) -> io::Result<()> {
-        let chunk = std::mem::replace(&mut self.literal, Vec::with_capacity(CHUNK));
+        // Taken out (not copied) for the borrow, and put back to be refilled.
+        let chunk = std::mem::take(&mut self.literal);
         self.encrypt(&[partial_length_octet()])?;
         self.encrypt(&chunk)?;
         self.literal = chunk;
@@ -216,6 +218,8 @@ mod tests {
         assert_eq!(enc(192), [192, 0]);
         assert_eq!(enc(8383), [223, 255]);
         assert_eq!(enc(8384), [255, 0, 0, 0x20, 0xc0]);
-        assert_eq!(enc(CHUNK - 1), [255, 0, 0x0f, 0xff, 0xff]);
+        let mut five = vec![255];
+        five.extend_from_slice(&((CHUNK - 1) as u32).to_be_bytes());
+        assert_eq!(enc(CHUNK - 1), five);
     }
 }

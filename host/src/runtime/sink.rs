@@ -12,7 +12,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError, StreamResult};
 /// The largest single write the plugin is offered (`check-write`).
 pub const CHUNK_BYTES: usize = 1 << 20;
 /// Chunks in flight between the plugin and the pipeline thread.
-const CHUNKS_IN_FLIGHT: usize = 8;
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// The writing end; cheap to clone.
 #[derive(Clone)]

@@ -106,6 +106,7 @@ impl Source for Folder {
             excludes: &self.excludes,
             unreadable: Vec::new(),
             info: &mut info,
+            read_ahead: vec![0; CHUNK],
         };
         walk.tar.mode(tar::HeaderMode::Complete);
         walk.tar.follow_symlinks(false);
@@ -145,6 +146,8 @@ struct Walk<'a, W: Write> {
     excludes: &'a GlobSet,
     unreadable: Vec<String>,
     info: &'a mut DumpInfo,
+    /// Where file contents are read ahead (see `ReadAhead`).
+    read_ahead: Vec<u8>,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -228,6 +231,11 @@ impl<W: Write> Walk<'_, W> {
                 };
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(meta.size);
+                // tar copies through an 8 KiB buffer; each read of the file is a call
+                // into the host, so read ahead in large pieces (one buffer for the whole
+                // walk) and let the small copies happen inside the sandbox's memory.
+                let ahead = (meta.size as usize).clamp(4096, CHUNK);
+                let file = ReadAhead::new(file, &mut self.read_ahead[..ahead]);
                 let mut body = Exactly::new(file, meta.size);
                 self.tar
                     .append_data(&mut header, &name, &mut body)
@@ -280,6 +288,41 @@ fn member_name(path: &Path) -> String {
 /// Reads exactly `size` bytes, as the tar header promised: a file that grew is cut at
 /// `size` (the archive holds it as it was when the walk reached it); one that shrank is
 /// padded with zeros, as GNU tar does, and reported.
+/// Reads through a borrowed buffer: large reads from the host, small copies out of it.
+struct ReadAhead<'b, R> {
+    inner: R,
+    buf: &'b mut [u8],
+    pos: usize,
+    end: usize,
+}
+
+impl<'b, R: Read> ReadAhead<'b, R> {
+    fn new(inner: R, buf: &'b mut [u8]) -> Self {
+        ReadAhead {
+            inner,
+            buf,
+            pos: 0,
+            end: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for ReadAhead<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.end {
+            if out.len() >= self.buf.len() {
+                return self.inner.read(out);
+            }
+            self.end = self.inner.read(self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.end - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 struct Exactly<R> {
     inner: io::Take<R>,
     remaining: u64,
