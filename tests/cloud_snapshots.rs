@@ -287,6 +287,79 @@ fn a_dump_killed_half_way_still_deletes_the_temporary_instance() {
 }
 
 #[test]
+fn sigterm_during_the_dump_still_deletes_the_temporary_instance() {
+    // An operator (or systemd) stops the run while mysqldump is busy: the host kills the
+    // dump, the plugin deletes its temporary instance, and the run fails.
+    let moto = Moto::start();
+    create_source_instance(&moto, "livedb1", "mysql", "");
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("mysqldump");
+    fs::write(
+        &stub,
+        "#!/bin/sh\necho 'CREATE TABLE half (id int);'\nexec sleep 985\n",
+    )
+    .unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let job = job(
+        work.path(),
+        vec![rds_source(
+            &moto,
+            "stopped",
+            "livedb1",
+            "anydb",
+            "anyuser",
+            "pw-stopped-1",
+        )],
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let child = backups()
+        .env("PATH", path)
+        .args(["run", "--json"])
+        .arg(&job)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dumping = || {
+        fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| String::from_utf8_lossy(&c).replace('\0', " ") == "sleep 985 ")
+            })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !dumping() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the dump never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // A temporary instance exists while the dump runs.
+    assert_eq!(db_instances(&moto).len(), 2);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("stopped: the run was interrupted"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("deleted the temporary instance bk-stopped-"),
+        "{stderr}"
+    );
+    assert!(!dumping(), "the dump outlived the run");
+    assert!(stored_for(work.path(), "stopped").is_empty());
+    assert_eq!(db_instances(&moto), vec!["livedb1".to_string()]);
+}
+
+#[test]
 fn orphans_of_killed_runs_are_swept_and_reported_others_are_left_alone() {
     let moto = Moto::start();
     let (db, user, pw) = (
