@@ -238,34 +238,42 @@ fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
     assert_eq!(db_instances(&moto), vec!["livedb1".to_string()]);
 }
 
+/// A job with one `rds` source `id` on moto's `livedb1`, whose mysqldump is a stand-in
+/// shell `script` found first on the returned PATH.
+fn stand_in_dump_job(moto: &Moto, work: &Path, id: &str, script: &str) -> (PathBuf, String) {
+    create_source_instance(moto, "livedb1", "mysql", "");
+    let bin = work.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let stub = bin.join("mysqldump");
+    fs::write(&stub, format!("#!/bin/sh\n{script}\n")).unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let job = job(
+        work,
+        vec![rds_source(
+            moto,
+            id,
+            "livedb1",
+            "anydb",
+            "anyuser",
+            &format!("pw-{id}-1"),
+        )],
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    (job, path)
+}
+
 #[test]
 fn a_dump_killed_half_way_still_deletes_the_temporary_instance() {
     // What an interrupted run looks like to the plugin: the host kills the dump command
     // (here a stand-in mysqldump on PATH that prints half a dump and is then killed).
     let moto = Moto::start();
-    create_source_instance(&moto, "livedb1", "mysql", "");
     let work = tempfile::tempdir().unwrap();
-    let bin = work.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let stub = bin.join("mysqldump");
-    fs::write(
-        &stub,
-        "#!/bin/sh\necho 'CREATE TABLE half (id int);'\nkill -TERM $$\n",
-    )
-    .unwrap();
-    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let job = job(
+    let (job, path) = stand_in_dump_job(
+        &moto,
         work.path(),
-        vec![rds_source(
-            &moto,
-            "killed",
-            "livedb1",
-            "anydb",
-            "anyuser",
-            "pw-killed-1",
-        )],
+        "killed",
+        "echo 'CREATE TABLE half (id int);'\nkill -TERM $$",
     );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let r = run(backups()
         .env("PATH", path)
         .args(["run", "--json"])
@@ -291,29 +299,13 @@ fn sigterm_during_the_dump_still_deletes_the_temporary_instance() {
     // An operator (or systemd) stops the run while mysqldump is busy: the host kills the
     // dump, the plugin deletes its temporary instance, and the run fails.
     let moto = Moto::start();
-    create_source_instance(&moto, "livedb1", "mysql", "");
     let work = tempfile::tempdir().unwrap();
-    let bin = work.path().join("bin");
-    fs::create_dir_all(&bin).unwrap();
-    let stub = bin.join("mysqldump");
-    fs::write(
-        &stub,
-        "#!/bin/sh\necho 'CREATE TABLE half (id int);'\nexec sleep 985\n",
-    )
-    .unwrap();
-    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let job = job(
+    let (job, path) = stand_in_dump_job(
+        &moto,
         work.path(),
-        vec![rds_source(
-            &moto,
-            "stopped",
-            "livedb1",
-            "anydb",
-            "anyuser",
-            "pw-stopped-1",
-        )],
+        "stopped",
+        "echo 'CREATE TABLE half (id int);'\nexec sleep 985",
     );
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let child = backups()
         .env("PATH", path)
         .args(["run", "--json"])
