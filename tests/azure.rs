@@ -126,15 +126,11 @@ impl Azure {
     }
 
     fn calls(&self, operation: &str) -> Vec<Value> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r["operation"] == operation)
-            .collect()
+        stub_calls(self.work(), operation)
     }
 
     fn state(&self) -> Value {
-        serde_json::from_str(&fs::read_to_string(self.work().join("store/state.json")).unwrap())
-            .unwrap()
+        stub_state(self.work())
     }
 
     /// The stub's snapshots in the destination group, by name, with their state.

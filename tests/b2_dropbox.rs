@@ -95,23 +95,15 @@ impl Stub {
 
     /// Every request the stub received, in order.
     fn requests(&self) -> Vec<Value> {
-        fs::read_to_string(self.dir.path().join("requests.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+        recorded(&self.dir.path().join("requests.jsonl"))
     }
 
     fn calls(&self, operation: &str) -> Vec<Value> {
-        self.requests()
-            .into_iter()
-            .filter(|r| r["operation"] == operation)
-            .collect()
+        stub_calls(self.dir.path(), operation)
     }
 
     fn state(&self) -> Value {
-        serde_json::from_str(&fs::read_to_string(self.dir.path().join("store/state.json")).unwrap())
-            .unwrap()
+        stub_state(self.dir.path())
     }
 
     /// Names (B2 `fileName`, Dropbox `path`) of the files the stub holds, sorted.

@@ -19,15 +19,10 @@ mod support;
 use serde_json::{Value, json};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use support::*;
 
 const REGION: &str = "eu-west-1";
 const PASSPHRASE: &str = "pw-pw-pw";
-
-fn unique(name: &str) -> String {
-    format!("bk_{}_{name}", std::process::id())
-}
 
 fn aws_keys() -> Value {
     json!({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
@@ -114,8 +109,11 @@ fn create_source_instance(moto: &Moto, name: &str, engine: &str, extra: &str) {
     );
 }
 
-/// A MariaDB database with known rows and a read-only user.
-fn mariadb_rows(db: &str, user: &str, password: &str) -> Cleanup {
+/// A MariaDB database with known rows and a read-only user who may dump it: (database,
+/// user, password), dropped with the guard.
+fn mariadb_rows(tag: &str) -> (String, String, String, Cleanup) {
+    let (db, user) = (unique(tag), unique(&format!("u_{tag}")));
+    let password = format!("pw-{}", std::process::id());
     mariadb(&format!(
         "CREATE DATABASE {db};
          USE {db};
@@ -124,17 +122,8 @@ fn mariadb_rows(db: &str, user: &str, password: &str) -> Cleanup {
          CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
     ));
-    let (db, user) = (db.to_string(), user.to_string());
-    Cleanup(vec![Box::new(move || {
-        let _ = Command::new("mysql")
-            .args([
-                "-uroot",
-                "-h127.0.0.1",
-                "-e",
-                &format!("DROP DATABASE IF EXISTS {db}; DROP USER IF EXISTS '{user}'@'%';"),
-            ])
-            .status();
-    })])
+    let cleanup = Cleanup::mariadb(&[&db], &[&user]);
+    (db, user, password, cleanup)
 }
 
 fn rds_source(moto: &Moto, id: &str, instance: &str, db: &str, user: &str, pw: &str) -> Value {
@@ -155,12 +144,7 @@ fn temporaries(moto: &Moto) -> Vec<String> {
 #[test]
 fn rds_dumps_a_restored_copy_and_deletes_it() {
     let moto = Moto::start();
-    let (db, user, pw) = (
-        unique("rds_ok"),
-        unique("u_rds_ok"),
-        format!("pw-{}", std::process::id()),
-    );
-    let _rows = mariadb_rows(&db, &user, &pw);
+    let (db, user, pw, _rows) = mariadb_rows("rds_ok");
     create_source_instance(&moto, "livedb1", "mysql", "");
 
     let work = tempfile::tempdir().unwrap();
@@ -194,12 +178,7 @@ fn rds_dumps_a_restored_copy_and_deletes_it() {
 #[test]
 fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
     let moto = Moto::start();
-    let (db, user, pw) = (
-        unique("rds_fail"),
-        unique("u_rds_fail"),
-        format!("pw-{}", std::process::id()),
-    );
-    let _rows = mariadb_rows(&db, &user, &pw);
+    let (db, user, pw, _rows) = mariadb_rows("rds_fail");
     create_source_instance(&moto, "livedb1", "mysql", "");
     let work = tempfile::tempdir().unwrap();
     let wrong = "wrong-password-123";
@@ -354,12 +333,7 @@ fn sigterm_during_the_dump_still_deletes_the_temporary_instance() {
 #[test]
 fn orphans_of_killed_runs_are_swept_and_reported_others_are_left_alone() {
     let moto = Moto::start();
-    let (db, user, pw) = (
-        unique("rds_orph"),
-        unique("u_rds_orph"),
-        format!("pw-{}", std::process::id()),
-    );
-    let _rows = mariadb_rows(&db, &user, &pw);
+    let (db, user, pw, _rows) = mariadb_rows("rds_orph");
     create_source_instance(&moto, "livedb1", "mysql", "");
     // What a run killed after its restore leaves behind, and three look-alikes that are
     // not this entry's: no tags, another entry's tags, another job's tags.
@@ -418,12 +392,7 @@ fn orphans_of_killed_runs_are_swept_and_reported_others_are_left_alone() {
 #[test]
 fn a_temporary_instance_that_cannot_be_deleted_fails_the_source_and_is_named() {
     let moto = Moto::start();
-    let (db, user, pw) = (
-        unique("rds_undel"),
-        unique("u_rds_undel"),
-        format!("pw-{}", std::process::id()),
-    );
-    let _rows = mariadb_rows(&db, &user, &pw);
+    let (db, user, pw, _rows) = mariadb_rows("rds_undel");
     // moto copies the source's deletion protection to the restored instance (see the top
     // of this file), so RDS refuses to delete it.
     create_source_instance(&moto, "protected1", "mysql", ", DeletionProtection=True");
@@ -526,15 +495,7 @@ fn rds_pgsql_dumps_a_restored_copy_with_pg_dump_and_deletes_it() {
     let moto = Moto::start();
     let db = unique("rds_pg");
     postgres("postgres", &format!("CREATE DATABASE {db};"));
-    let _drop = Cleanup(vec![{
-        let db = db.clone();
-        Box::new(move || {
-            let _ = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-                .arg(format!("DROP DATABASE IF EXISTS {db}"))
-                .status();
-        })
-    }]);
+    let _drop = Cleanup::postgres(&[&db]);
     postgres(
         &db,
         "CREATE TABLE moons (id int primary key, name text);
@@ -761,12 +722,7 @@ fn assert_kit_passes(r: &Run, kind: &str) {
 #[test]
 fn the_rds_and_snapshot_sources_pass_the_conformance_kit_against_moto() {
     let moto = Moto::start();
-    let (db, user, pw) = (
-        unique("rds_kit"),
-        unique("u_rds_kit"),
-        format!("pw-{}", std::process::id()),
-    );
-    let _rows = mariadb_rows(&db, &user, &pw);
+    let (db, user, pw, _rows) = mariadb_rows("rds_kit");
     create_source_instance(&moto, "kitdb1", "mysql", "");
     let mut config = rds_source(&moto, "kitdb", "kitdb1", &db, &user, &pw);
     config.as_object_mut().unwrap().remove("passphrase");

@@ -603,14 +603,6 @@ fn must(client: &[&str], statements: &str) {
     );
 }
 
-/// Drops what a test created, even when it fails.
-struct Cleanup(Box<dyn Fn()>);
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        (self.0)();
-    }
-}
-
 /// A small MariaDB database and a user who may dump it (with a password): (database,
 /// user, password), dropped with the guard.
 fn mariadb_database(tag: &str) -> (String, String, &'static str, Cleanup) {
@@ -625,15 +617,7 @@ fn mariadb_database(tag: &str) -> (String, String, &'static str, Cleanup) {
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
         ),
     );
-    let cleanup = Cleanup(Box::new({
-        let db = db.clone();
-        move || {
-            sql(
-                MARIADB,
-                &format!("DROP DATABASE IF EXISTS {db}; DROP USER IF EXISTS '{db}'@'%';"),
-            );
-        }
-    }));
+    let cleanup = Cleanup::mariadb(&[&db], &[&user]);
     (db, user, password, cleanup)
 }
 
@@ -652,12 +636,7 @@ fn the_mysql_and_pgsql_sources_conform_against_the_local_servers() {
     assert!(!r.all().contains(password), "the password is never printed");
 
     must(&psql("postgres"), &format!("CREATE DATABASE {db}"));
-    let _drop_postgres = Cleanup(Box::new({
-        let db = db.clone();
-        move || {
-            sql(&psql("postgres"), &format!("DROP DATABASE IF EXISTS {db}"));
-        }
-    }));
+    let _drop_postgres = Cleanup::postgres(&[&db]);
     must(
         &psql(&db),
         "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'kit'), (2, 'ü');",

@@ -18,10 +18,6 @@ use support::*;
 
 const ROWS: usize = 50_000;
 
-fn unique(name: &str) -> String {
-    format!("bk_{}_{name}", std::process::id())
-}
-
 fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
     let dest = work.join("dest");
     fs::create_dir_all(&dest).unwrap();
@@ -120,17 +116,7 @@ fn mariadb_fixture(db: &str, user: &str, password: &str) -> Cleanup {
          CREATE USER '{user}'@'%' IDENTIFIED BY '{sql_password}';
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
     ));
-    let (db, user) = (db.to_string(), user.to_string());
-    Cleanup(vec![Box::new(move || {
-        let _ = Command::new("mysql")
-            .args([
-                "-uroot",
-                "-h127.0.0.1",
-                "-e",
-                &format!("DROP DATABASE IF EXISTS {db}; DROP USER IF EXISTS '{user}'@'%';"),
-            ])
-            .status();
-    })])
+    Cleanup::mariadb(&[db], &[user])
 }
 
 fn mariadb_fingerprint(db: &str) -> String {
@@ -158,19 +144,7 @@ fn mysql_round_trip_restores_every_table() {
     );
     let _cleanup = mariadb_fixture(&db, &user, &password);
     let restored = unique("my_rt_restored");
-    let _drop_restored = Cleanup(vec![{
-        let r = restored.clone();
-        Box::new(move || {
-            let _ = Command::new("mysql")
-                .args([
-                    "-uroot",
-                    "-h127.0.0.1",
-                    "-e",
-                    &format!("DROP DATABASE IF EXISTS {r}"),
-                ])
-                .status();
-        })
-    }]);
+    let _drop_restored = Cleanup::mariadb(&[&restored], &[]);
     let work = tempfile::tempdir().unwrap();
     let job = job(work.path(), vec![mysql_source("db", &db, &user, &password)]);
     let r = run(backups().args(["run", "--json"]).arg(&job));
@@ -273,21 +247,7 @@ fn postgres_fixture(db: &str) -> Cleanup {
             ROWS - 1
         ),
     );
-    let db = db.to_string();
-    Cleanup(vec![Box::new(move || {
-        let _ = Command::new("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-c",
-                &format!("DROP DATABASE IF EXISTS {db}"),
-            ])
-            .status();
-    })])
+    Cleanup::postgres(&[db])
 }
 
 fn postgres_fingerprint(db: &str) -> String {
@@ -320,27 +280,7 @@ fn pgsql_round_trip_restores_every_table_in_plain_and_custom_format() {
     let db = unique("pg_rt");
     let _cleanup = postgres_fixture(&db);
     let (plain_db, custom_db) = (unique("pg_rt_plain"), unique("pg_rt_custom"));
-    let _drop = Cleanup(
-        [plain_db.clone(), custom_db.clone()]
-            .into_iter()
-            .map(|d| -> Box<dyn Fn()> {
-                Box::new(move || {
-                    let _ = Command::new("psql")
-                        .args([
-                            "-h",
-                            "127.0.0.1",
-                            "-U",
-                            "postgres",
-                            "-d",
-                            "postgres",
-                            "-c",
-                            &format!("DROP DATABASE IF EXISTS {d}"),
-                        ])
-                        .status();
-                })
-            })
-            .collect(),
-    );
+    let _drop = Cleanup::postgres(&[&plain_db, &custom_db]);
     let work = tempfile::tempdir().unwrap();
     let job = job(
         work.path(),
@@ -385,23 +325,7 @@ fn a_restored_pgsql_dump_loads_into_a_fresh_database() {
     let db = unique("pg_restore");
     let _cleanup = postgres_fixture(&db);
     let fresh = unique("pg_restore_fresh");
-    let _drop = Cleanup(vec![{
-        let d = fresh.clone();
-        Box::new(move || {
-            let _ = Command::new("psql")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-U",
-                    "postgres",
-                    "-d",
-                    "postgres",
-                    "-c",
-                    &format!("DROP DATABASE IF EXISTS {d}"),
-                ])
-                .status();
-        })
-    }]);
+    let _drop = Cleanup::postgres(&[&fresh]);
     let work = tempfile::tempdir().unwrap();
     let job = job(work.path(), vec![pgsql_source("db", &db, json!({}))]);
     assert_eq!(run(backups().arg("run").arg(&job)).code, 0);

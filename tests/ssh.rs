@@ -129,23 +129,7 @@ fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
          CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
     ));
-    struct Drop2(String, String);
-    impl Drop for Drop2 {
-        fn drop(&mut self) {
-            let _ = Command::new("mysql")
-                .args([
-                    "-uroot",
-                    "-h127.0.0.1",
-                    "-e",
-                    &format!(
-                        "DROP DATABASE IF EXISTS {}; DROP USER IF EXISTS '{}'@'%';",
-                        self.0, self.1
-                    ),
-                ])
-                .status();
-        }
-    }
-    let _cleanup = Drop2(db.clone(), user.clone());
+    let _cleanup = Cleanup::mariadb(&[&db], &[&user]);
 
     let work = tempfile::tempdir().unwrap();
     let job = job(

@@ -320,19 +320,7 @@ fn secrets_appear_in_no_output_argv_report_or_state() {
          CREATE USER '{user}'@'%' IDENTIFIED BY '{db_password}';
          GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON {db}.* TO '{user}'@'%';"
     ));
-    struct DropDatabase(String, String);
-    impl Drop for DropDatabase {
-        fn drop(&mut self) {
-            let _ = Command::new("mysql")
-                .args(["-uroot", "-h127.0.0.1", "-e"])
-                .arg(format!(
-                    "DROP DATABASE IF EXISTS {}; DROP USER IF EXISTS '{}'@'%';",
-                    self.0, self.1
-                ))
-                .status();
-        }
-    }
-    let _cleanup = DropDatabase(db.clone(), user.clone());
+    let _cleanup = Cleanup::mariadb(&[&db], &[&user]);
 
     // A mysqldump first on PATH that records its argv, then runs the real one.
     let bin = work.path().join("bin");

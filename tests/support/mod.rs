@@ -459,6 +459,20 @@ pub fn recorded(log: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// What an API stub (`tests/servers/*.py`, started in `dir`) recorded: its requests of one
+/// `operation`, in order.
+pub fn stub_calls(dir: &Path, operation: &str) -> Vec<serde_json::Value> {
+    recorded(&dir.join("requests.jsonl"))
+        .into_iter()
+        .filter(|r| r["operation"] == operation)
+        .collect()
+}
+
+/// What an API stub started in `dir` holds now (`store/state.json`).
+pub fn stub_state(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&fs::read_to_string(dir.join("store/state.json")).unwrap()).unwrap()
+}
+
 /// A real Prometheus pushgateway (Debian's prometheus-pushgateway) on 127.0.0.1.
 pub fn pushgateway() -> Server {
     let port = free_port();
@@ -1273,6 +1287,11 @@ pub fn postgres(db: &str, input: &str) -> String {
     )
 }
 
+/// A database or user name no other test run on this machine uses.
+pub fn unique(name: &str) -> String {
+    format!("bk_{}_{name}", std::process::id())
+}
+
 /// Drops what a test created, even when it fails.
 pub struct Cleanup(pub Vec<Box<dyn Fn()>>);
 impl Drop for Cleanup {
@@ -1280,5 +1299,40 @@ impl Drop for Cleanup {
         for f in &self.0 {
             f();
         }
+    }
+}
+
+impl Cleanup {
+    /// Drops MariaDB databases and users (`'user'@'%'`) when the guard goes.
+    pub fn mariadb(databases: &[&str], users: &[&str]) -> Cleanup {
+        let mut statements: Vec<String> = databases
+            .iter()
+            .map(|d| format!("DROP DATABASE IF EXISTS {d};"))
+            .collect();
+        statements.extend(
+            users
+                .iter()
+                .map(|u| format!("DROP USER IF EXISTS '{u}'@'%';")),
+        );
+        let script = statements.join(" ");
+        Cleanup(vec![Box::new(move || {
+            // Quietly: a cleanup that fails must not hide the test's own failure.
+            let _ = Command::new("mysql")
+                .args(["-uroot", "-h127.0.0.1", "-e", &script])
+                .status();
+        })])
+    }
+
+    /// Drops PostgreSQL databases when the guard goes.
+    pub fn postgres(databases: &[&str]) -> Cleanup {
+        let databases: Vec<String> = databases.iter().map(|d| d.to_string()).collect();
+        Cleanup(vec![Box::new(move || {
+            for d in &databases {
+                let _ = Command::new("psql")
+                    .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+                    .arg(format!("DROP DATABASE IF EXISTS {d}"))
+                    .status();
+            }
+        })])
     }
 }
