@@ -388,10 +388,8 @@ impl Kit<'_> {
         };
         let key = format!("{prefix}cut-short.bin");
         let good_bytes = CUT_SHORT_GOOD_BYTES;
-        let scratch = self.scratch.dir.join("cut-short");
-        write_pseudo_random(&scratch, good_bytes)?;
-        let good = std::fs::read(&scratch)?;
-        let _ = std::fs::remove_file(&scratch);
+        let mut good = vec![0u8; good_bytes as usize];
+        pseudo_random(&mut 0x9e37_79b9_7f4a_7c15u64, &mut good);
         let declared = good_bytes + (8 << 20);
         let outcome = dest.put_broken(&key, good, declared).await;
         drop(dest);
@@ -584,19 +582,24 @@ fn write_pseudo_random(path: &Path, size: u64) -> Result<String> {
     let mut left = size;
     while left > 0 {
         let n = left.min(chunk.len() as u64) as usize;
-        for word in chunk[..n].chunks_mut(8) {
-            // xorshift64: fast, and good enough to defeat compression and dedup.
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
-        }
+        pseudo_random(&mut state, &mut chunk[..n]);
         hasher.update(&chunk[..n]);
         file.write_all(&chunk[..n])?;
         left -= n as u64;
     }
     file.flush()?;
     Ok(hex::encode(hasher.finalize()))
+}
+
+/// Fills `buf` from the xorshift64 sequence at `state`: fast, and good enough to defeat
+/// compression and dedup.
+fn pseudo_random(state: &mut u64, buf: &mut [u8]) {
+    for word in buf.chunks_mut(8) {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        word.copy_from_slice(&state.to_le_bytes()[..word.len()]);
+    }
 }
 
 /// Size and sha256 of a file, read a MiB at a time.
