@@ -25,6 +25,8 @@ use std::io::Write;
 use std::path::Path;
 
 static POLICY: StandardPolicy = StandardPolicy::new();
+/// How much plaintext decryption holds back before releasing it (see `Keys::decrypt`).
+const DECRYPT_HOLD_BACK: usize = 64 << 10;
 
 /// Encryption, prepared before the dump starts so that a bad key fails the source
 /// before anything is read.
@@ -194,12 +196,20 @@ impl Keys {
     }
 
     /// A reader of the plaintext of the OpenPGP message `ciphertext`.
+    ///
+    /// Plaintext is released as it is decrypted; a modified message fails at its end, when
+    /// the MDC is checked. sequoia would otherwise hold back the first 25 MiB, so that a
+    /// signature could be checked before any byte is released; artifacts carry no
+    /// signature, every copy is checked against its manifest's sha256 before it is
+    /// decrypted, and the held-back buffer, copied through sequoia's reader stack, was
+    /// most of the memory `verify` and `restore` used.
     pub fn decrypt<'a, R: std::io::Read + Send + Sync + 'a>(
         &'a self,
         ciphertext: R,
     ) -> Result<impl std::io::Read + 'a> {
         use openpgp::parse::stream::DecryptorBuilder;
         let decryptor = DecryptorBuilder::from_reader(ciphertext)?
+            .buffer_size(DECRYPT_HOLD_BACK)
             .with_policy(&POLICY, None, Helper { keys: self })
             .context("no passphrase or secret key given decrypts this artifact")?;
         Ok(decryptor)
