@@ -189,6 +189,35 @@ fn a_plugin_that_spins_is_stopped_at_its_time_limit() {
 }
 
 #[test]
+fn a_plugin_waiting_on_a_fifo_in_its_grant_is_stopped_and_the_run_ends() {
+    // The plugin's open blocks in the kernel, where no epoch deadline reaches it; the
+    // call limit must still end the call, and the stuck thread must not keep the
+    // process from exiting.
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(granted.join("fifo"))
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let started = Instant::now();
+    let o = run_with(
+        work.path(),
+        vec![hostile("fifo", &granted)],
+        json!({"call_seconds": 2}),
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_good_source_stored_alone(&o);
+    let e = o.error("fifo");
+    assert!(e.contains("did not finish within 2s"), "{e}");
+}
+
+#[test]
 fn memory_growth_past_the_cap_and_panics_are_contained() {
     let work = tempfile::tempdir().unwrap();
     let granted = work.path().join("granted");

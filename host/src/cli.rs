@@ -216,7 +216,7 @@ pub fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(async {
+    let code = runtime.block_on(async {
         match cli.command {
             Command::Run {
                 dry_run: true, job, ..
@@ -302,7 +302,13 @@ pub fn main() -> ExitCode {
                 plugins_new(&name, &kind, &dir, &sdk)
             }
         }
-    })
+    });
+    // Everything the command awaited has finished. What may be left is a plugin's file
+    // operation stuck in the kernel on tokio's blocking pool (a FIFO it opened, a hung
+    // mount) after its call was stopped at its limit; dropping the runtime would wait for
+    // it for ever, so the process leaves it behind.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    code
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
