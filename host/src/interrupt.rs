@@ -68,6 +68,11 @@ pub fn install() {
 pub fn request() {
     REQUESTED.store(true, Ordering::SeqCst);
     ANNOUNCED.notify_waiters();
+    kill_tracked();
+}
+
+/// Kills the process group of every command running now.
+pub fn kill_tracked() {
     let groups: Vec<i32> = lock().iter().copied().collect();
     for pgid in groups {
         kill_group(pgid);

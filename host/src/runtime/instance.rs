@@ -2,6 +2,7 @@
 //! wall-clock limit and comes back as a value or a [`CallError`] an operator can act on;
 //! a trap or a timeout poisons the instance.
 
+use super::backstop::Backstop;
 use super::bindings::{self, About, Context, DumpInfo, ObjectInfo, PluginError, WitGrants};
 use super::sink::{self, ArtifactSink};
 use super::state::PluginState;
@@ -137,7 +138,9 @@ impl Instance {
         let total = self.time_left < limit;
         let limit = limit.min(self.time_left);
         let started = std::time::Instant::now();
+        let backstop = Backstop::for_call(&self.label, what, limit);
         let outcome = tokio::time::timeout(limit, call(self)).await;
+        drop(backstop);
         self.time_left = self.time_left.saturating_sub(started.elapsed());
         let denied = denials.load(std::sync::atomic::Ordering::Relaxed) > denied_before;
         match outcome {
