@@ -276,10 +276,9 @@ impl Instance {
     /// Destinations: stores the file at `path` under `key`.
     pub async fn put_file(&mut self, key: &str, path: &Path, size: u64) -> Result<(), CallError> {
         self.destination()?;
-        let file = tokio::fs::File::open(path)
-            .await
+        let file = std::fs::File::open(path)
             .map_err(|e| CallError::Host(format!("{}: {e}", path.display())))?;
-        let stream: DynInputStream = Box::new(wasmtime_wasi::p2::pipe::AsyncReadStream::new(file));
+        let stream: DynInputStream = Box::new(super::artifact_input::ArtifactInput::new(file));
         self.put_stream(key, stream, size).await
     }
 

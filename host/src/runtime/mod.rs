@@ -8,6 +8,7 @@
 //! plugin spinning in pure wasm still returns control to tokio, where the per-call timeout
 //! fires and drops it.
 
+mod artifact_input;
 mod backstop;
 pub mod bindings;
 mod broken_input;

@@ -1,0 +1,80 @@
+//! The artifact file as the `input-stream` a destination's `put` reads.
+//!
+//! wasmtime's generic `AsyncReadStream` over a tokio file reads 64 KiB at a time, each
+//! read a round trip to tokio's blocking pool and back through a channel: uploading a
+//! 753 MiB artifact to a local destination took ~12 000 of them. The artifact is the
+//! host's own regular file in its own tmpdir, so it is read here on the calling thread,
+//! in pieces as large as the plugin asks for (up to [`MAX_READ`]). A tmpdir on a mount
+//! that hangs is left to the call backstop (backstop.rs).
+
+use bytes::{Bytes, BytesMut};
+use std::io::Read;
+use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
+
+/// The most one read returns: the size of the pieces the source side writes too.
+pub const MAX_READ: usize = super::sink::CHUNK_BYTES;
+
+pub struct ArtifactInput {
+    file: std::fs::File,
+}
+
+impl ArtifactInput {
+    pub fn new(file: std::fs::File) -> ArtifactInput {
+        ArtifactInput { file }
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for ArtifactInput {
+    async fn ready(&mut self) {
+        // A regular file always has data or its end ready.
+    }
+}
+
+impl InputStream for ArtifactInput {
+    fn read(&mut self, size: usize) -> StreamResult<Bytes> {
+        let want = size.min(MAX_READ);
+        if want == 0 {
+            return Ok(Bytes::new());
+        }
+        let mut buf = BytesMut::zeroed(want);
+        let n = loop {
+            match self.file.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
+            }
+        };
+        if n == 0 {
+            return Err(StreamError::Closed);
+        }
+        buf.truncate(n);
+        Ok(buf.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_whole_file_in_pieces_no_larger_than_asked_then_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("artifact");
+        let data: Vec<u8> = (0..(MAX_READ * 2 + 12_345)).map(|i| i as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut input = ArtifactInput::new(std::fs::File::open(&path).unwrap());
+        let mut back = Vec::new();
+        for size in [7, 100_000, usize::MAX].into_iter().cycle() {
+            match input.read(size) {
+                Ok(piece) => {
+                    assert!(piece.len() <= size.min(MAX_READ));
+                    back.extend_from_slice(&piece);
+                }
+                Err(StreamError::Closed) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        assert!(back == data);
+    }
+}
