@@ -8,7 +8,10 @@
 //! Nothing in the process can take that thread back. The backstop, armed for every call,
 //! ends the process as a failed run when a call is still running well past its limit,
 //! so that cron, the service manager and the dead-man's switch see a failure rather than
-//! a run that never ends.
+//! a run that never ends. Under `backups daemon` this ends the daemon, and its other
+//! jobs with it; its service manager restarts it, and the job lock is released with it.
+//! The process exits without unwinding, so that run's directory in the tmpdir (with a
+//! temporary artifact, if one was written) stays behind for the operator to remove.
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
