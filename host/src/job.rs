@@ -20,10 +20,11 @@ use crate::pipeline;
 use crate::redact::Redactor;
 use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
 use crate::retention;
+use crate::run_dir::RunDir;
 use crate::runtime::bindings::Context;
 use crate::runtime::{CallError, Instance, InstanceSetup, Runtime, sink};
-use anyhow::{Context as _, Result, bail};
-use std::path::{Path, PathBuf};
+use anyhow::Result;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -48,7 +49,8 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             .strftime("%Y%m%dT%H%M%SZ"),
         std::process::id()
     );
-    let workdir = RunDir::create(&job.tmpdir, &run_id)?;
+    // The caller holds the job's run lock (cli, daemon), as RunDir::create requires.
+    let workdir = RunDir::create(&job.tmpdir, &job.name, &run_id)?;
     let ctx_for = |entry: &Entry| Context {
         job: job.name.clone(),
         run_id: run_id.clone(),
@@ -557,46 +559,4 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
         .into_iter()
         .map(|o| o.expect("every future finished"))
         .collect()
-}
-
-/// The run's private directory inside `tmpdir`; removed with everything in it when the
-/// run ends, however it ends.
-struct RunDir {
-    path: PathBuf,
-}
-
-impl RunDir {
-    fn create(tmpdir: &Path, run_id: &str) -> Result<RunDir> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(tmpdir)
-            .with_context(|| format!("tmpdir {}: cannot create", tmpdir.display()))?;
-        let path = tmpdir.join(format!("run-{run_id}"));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&path)
-            .with_context(|| {
-                format!(
-                    "tmpdir {}: cannot create {}",
-                    tmpdir.display(),
-                    path.display()
-                )
-            })?;
-        if !path.is_dir() {
-            bail!(
-                "tmpdir {}: {} is not a directory",
-                tmpdir.display(),
-                path.display()
-            );
-        }
-        Ok(RunDir { path })
-    }
-}
-
-impl Drop for RunDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
-    }
 }

@@ -22,6 +22,7 @@
 //! | [`plan`] | loading and checking everything a run needs; `--dry-run` |
 //! | [`job`] | one run, end to end |
 //! | [`lock`] | one run of a job at a time |
+//! | [`run_dir`] | a run's directory in the tmpdir, and what killed runs left there |
 //! | [`interrupt`] | SIGINT/SIGTERM: stop commands, let plugins clean up |
 //! | [`daemon`] | running jobs on their schedule |
 //! | [`report`] | what a run did, for humans and notifiers |
@@ -49,6 +50,7 @@ pub mod redact;
 pub mod report;
 pub mod restore;
 pub mod retention;
+pub mod run_dir;
 pub mod runtime;
 pub mod scaffold;
 pub mod schedule;

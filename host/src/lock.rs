@@ -22,17 +22,7 @@ impl RunLock {
             .mode(0o700)
             .create(tmpdir)
             .with_context(|| format!("tmpdir {}: cannot create", tmpdir.display()))?;
-        let safe: String = job
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let path = tmpdir.join(format!(".lock-{safe}"));
+        let path = tmpdir.join(format!(".lock-{}", file_safe(job)));
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -58,4 +48,17 @@ impl RunLock {
         file.flush()?;
         Ok(RunLock { _file: file, path })
     }
+}
+
+/// A job name as it appears in file names in the tmpdir.
+pub(crate) fn file_safe(job: &str) -> String {
+    job.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -11,7 +11,8 @@
 //! a run that never ends. Under `backups daemon` this ends the daemon, and its other
 //! jobs with it; its service manager restarts it, and the job lock is released with it.
 //! The process exits without unwinding, so that run's directory in the tmpdir (with a
-//! temporary artifact, if one was written) stays behind for the operator to remove.
+//! temporary artifact, if one was written) stays behind until the job's next run removes
+//! it (run_dir.rs).
 
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Duration;
