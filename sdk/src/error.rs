@@ -93,6 +93,20 @@ impl PluginError {
     }
 }
 
+/// An error and every `source()` beneath it, joined with `: `. Client libraries (the AWS
+/// SDK, HTTP clients) keep the useful part — "connection refused", the DNS failure — several
+/// levels down, where `to_string()` alone does not show it.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl fmt::Display for PluginError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}: {}", self.kind, self.message)

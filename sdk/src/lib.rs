@@ -57,7 +57,7 @@ pub mod metadata;
 pub mod process;
 pub mod ssh;
 
-pub use error::{ErrorKind, PluginError, Result};
+pub use error::{ErrorKind, PluginError, Result, error_chain};
 pub use plugin::{About, Context, Grants, Plugin};
 pub use world::backups::plugin::types::ObjectInfo;
 

@@ -75,7 +75,7 @@ use backups_pgdump::{Format, PG_DUMP, PgDump};
 use backups_sdk::config::{OneOrMany, flag};
 use backups_sdk::{
     About, ArtifactWriter, Context, DumpInfo, ErrorKind, Grants, Plugin, PluginError, Result,
-    Source,
+    Source, error_chain,
 };
 use serde::Deserialize;
 
@@ -317,20 +317,8 @@ where
             e.raw().status().as_u16(),
         ),
         // No answer: the host refused the peer (denied), or the network failed (transient).
-        other => backups_aws::no_answer(what, &describe(other)),
+        other => backups_aws::no_answer(what, &error_chain(other)),
     }
-}
-
-/// The whole source chain of an error, which the SDK keeps several levels deep.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn run<T>(future: impl std::future::Future<Output = T>) -> T {

@@ -38,7 +38,7 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use backups_sdk::config::flag;
 use backups_sdk::{
     About, Context, DeletionRule, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter,
-    Plugin, PluginError, Result,
+    Plugin, PluginError, Result, error_chain,
 };
 use serde::Deserialize;
 use std::io::{Read, Write};
@@ -275,7 +275,7 @@ where
                 _ => PluginError::permanent(detail),
             };
         }
-        other => format!("{what}: {}", describe(other)),
+        other => format!("{what}: {}", error_chain(other)),
     };
     if message.contains("denied") || message.contains("Denied") {
         PluginError::denied(message)
@@ -283,18 +283,6 @@ where
         // Timeouts, dropped connections, refused connections: worth another try.
         PluginError::transient(message)
     }
-}
-
-/// The whole source chain of an error, which the SDK keeps several levels deep.
-fn describe(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Sends `Content-Length` whenever the body's length is known, including 0 for the empty
@@ -461,11 +449,9 @@ impl Destination for S3 {
                 .send()
                 .await
                 .map_err(|e| failed(&format!("fetching {key}"), e))?;
-            while let Some(chunk) =
-                object.body.try_next().await.map_err(|e| {
-                    PluginError::transient(format!("fetching {key}: {}", describe(&e)))
-                })?
-            {
+            while let Some(chunk) = object.body.try_next().await.map_err(|e| {
+                PluginError::transient(format!("fetching {key}: {}", error_chain(&e)))
+            })? {
                 sink.write_all(&chunk)
                     .map_err(|e| PluginError::from_io(&e, "writing to the host"))?;
             }
