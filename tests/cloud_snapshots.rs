@@ -28,17 +28,6 @@ fn aws_keys() -> Value {
     json!({"aws_access_key_id": "testing", "aws_secret_access_key": "testing"})
 }
 
-/// A job with `sources` and a local destination under `work/dest`.
-fn job(work: &Path, sources: Vec<Value>) -> PathBuf {
-    let dest = work.join("dest");
-    fs::create_dir_all(&dest).unwrap();
-    write_job(
-        work,
-        &json!({"hostname": "h", "tmpdir": work.join("tmp"), "sources": sources,
-                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
-    )
-}
-
 fn report(r: &Run) -> Value {
     serde_json::from_str(&r.stdout).unwrap_or_else(|e| panic!("{e}: {}", r.stdout))
 }
@@ -148,7 +137,7 @@ fn rds_dumps_a_restored_copy_and_deletes_it() {
     create_source_instance(&moto, "livedb1", "mysql", "");
 
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![rds_source(&moto, "livedb", "livedb1", &db, &user, &pw)],
     );
@@ -182,7 +171,7 @@ fn a_failed_dump_fails_the_source_and_still_deletes_the_temporary_instance() {
     create_source_instance(&moto, "livedb1", "mysql", "");
     let work = tempfile::tempdir().unwrap();
     let wrong = "wrong-password-123";
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             rds_source(&moto, "wrongpw", "livedb1", &db, &user, wrong),
@@ -226,7 +215,7 @@ fn stand_in_dump_job(moto: &Moto, work: &Path, id: &str, script: &str) -> (PathB
     let stub = bin.join("mysqldump");
     fs::write(&stub, format!("#!/bin/sh\n{script}\n")).unwrap();
     fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work,
         vec![rds_source(
             moto,
@@ -358,7 +347,7 @@ fn orphans_of_killed_runs_are_swept_and_reported_others_are_left_alone() {
     ));
 
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![rds_source(&moto, "livedb", "livedb1", &db, &user, &pw)],
     );
@@ -397,7 +386,7 @@ fn a_temporary_instance_that_cannot_be_deleted_fails_the_source_and_is_named() {
     // of this file), so RDS refuses to delete it.
     create_source_instance(&moto, "protected1", "mysql", ", DeletionProtection=True");
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![rds_source(&moto, "livedb", "protected1", &db, &user, &pw)],
     );
@@ -460,7 +449,7 @@ fn no_automated_snapshot_is_a_clear_not_found_and_restores_nothing() {
            rds.delete_db_snapshot(DBSnapshotIdentifier=s['DBSnapshotIdentifier'])"
     ));
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             rds_source(&moto, "nosnap", "nobackups1", "x", "u", "p"),
@@ -503,7 +492,7 @@ fn rds_pgsql_dumps_a_restored_copy_with_pg_dump_and_deletes_it() {
     );
     create_source_instance(&moto, "pglive1", "postgres", "");
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             json!({"id": "pglive", "type": "rds-pgsql", "instancename": "pglive1",
@@ -572,7 +561,7 @@ fn ebs_snapshots_are_made_tagged_reported_and_kept_to_retain_snapshots() {
     let id = |k: &str| ids[k].as_str().unwrap().to_string();
 
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             // The legacy shape: keys at the top level, the zone instead of a region.
@@ -660,7 +649,7 @@ fn ebs_snapshots_are_made_tagged_reported_and_kept_to_retain_snapshots() {
 fn an_unknown_volume_or_instance_is_not_found() {
     let moto = Moto::start();
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             json!({"id": "novol", "type": "snapshot", "volume_id": "vol-0000000000000dead",
@@ -745,7 +734,7 @@ fn the_rds_and_snapshot_sources_pass_the_conformance_kit_against_moto() {
 #[test]
 fn grants_are_derived_from_the_region_endpoint_and_credentials() {
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             json!({"id": "a", "type": "rds", "instancename": "livedb1", "region": REGION,

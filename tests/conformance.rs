@@ -561,62 +561,17 @@ fn the_b2_and_dropbox_destinations_conform_against_their_api_stubs() {
     assert_eq!(count("files/upload_session/finish"), 1, "{operations:?}");
 }
 
-/// Runs `sql` with the `mysql` client, as root (local servers only).
-const MARIADB: &[&str] = &["mysql", "-uroot", "-h127.0.0.1", "-P3306", "-e"];
-
-/// Runs `sql` with the `psql` client in `db`, as postgres (local servers only).
-fn psql(db: &str) -> [&str; 12] {
-    [
-        "psql",
-        "-h",
-        "127.0.0.1",
-        "-U",
-        "postgres",
-        "-d",
-        db,
-        "-X",
-        "-q",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-c",
-    ]
-}
-
-/// Whether `client` (a program and its arguments) ran `sql`; a cleanup ignores it, since it
-/// must not panic while a failed test unwinds.
-fn sql(client: &[&str], sql: &str) -> std::process::Output {
-    std::process::Command::new(client[0])
-        .args(&client[1..])
-        .arg(sql)
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", client[0]))
-}
-
-/// Runs `sql` with `client`; fails the test if it did not work.
-fn must(client: &[&str], statements: &str) {
-    let out = sql(client, statements);
-    assert!(
-        out.status.success(),
-        "{} failed (is the server running on 127.0.0.1?): {}",
-        client[0],
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A small MariaDB database and a user who may dump it (with a password): (database,
 /// user, password), dropped with the guard.
 fn mariadb_database(tag: &str) -> (String, String, &'static str, Cleanup) {
     let db = format!("kit_{tag}_{}", std::process::id());
     let (user, password) = (db.clone(), "kit-pass-word");
-    must(
-        MARIADB,
-        &format!(
-            "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, note TEXT);
+    mariadb(&format!(
+        "CREATE DATABASE {db}; CREATE TABLE {db}.t (id INT PRIMARY KEY, note TEXT);
          INSERT INTO {db}.t VALUES (1, 'kit'), (2, 'ü');
          CREATE USER '{user}'@'%' IDENTIFIED BY '{password}';
          GRANT SELECT, SHOW VIEW, TRIGGER, LOCK TABLES, EVENT ON {db}.* TO '{user}'@'%';"
-        ),
-    );
+    ));
     let cleanup = Cleanup::mariadb(&[&db], &[&user]);
     (db, user, password, cleanup)
 }
@@ -635,10 +590,10 @@ fn the_mysql_and_pgsql_sources_conform_against_the_local_servers() {
     assert!(r.stdout.contains("PASS dump kind: \"sql\""), "{}", r.stdout);
     assert!(!r.all().contains(password), "the password is never printed");
 
-    must(&psql("postgres"), &format!("CREATE DATABASE {db}"));
+    postgres("postgres", &format!("CREATE DATABASE {db}"));
     let _drop_postgres = Cleanup::postgres(&[&db]);
-    must(
-        &psql(&db),
+    postgres(
+        &db,
         "CREATE TABLE t (id int PRIMARY KEY, note text); INSERT INTO t VALUES (1, 'kit'), (2, 'ü');",
     );
     let r = kit(

@@ -20,20 +20,6 @@ fn source(mode: &str, run: &[&str]) -> serde_json::Value {
     })
 }
 
-fn job(work: &Path, sources: Vec<serde_json::Value>) -> std::path::PathBuf {
-    let dest = work.join("dest");
-    fs::create_dir_all(&dest).unwrap();
-    write_job(
-        work,
-        &json!({
-            "hostname": "h",
-            "tmpdir": work.join("tmp"),
-            "sources": sources,
-            "destinations": [{"id": "disk", "type": "local", "path": dest}]
-        }),
-    )
-}
-
 fn decrypted(work: &Path, id: &str) -> String {
     String::from_utf8(gunzip(&decrypt_artifact(
         &work.join("dest"),
@@ -47,7 +33,7 @@ fn decrypted(work: &Path, id: &str) -> String {
 #[test]
 fn a_granted_commands_stdout_is_spliced_after_what_the_plugin_wrote() {
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             source("stream", &["echo"]),
@@ -74,7 +60,7 @@ fn a_granted_commands_stdout_is_spliced_after_what_the_plugin_wrote() {
 #[test]
 fn a_command_that_exits_non_zero_fails_the_source_and_nothing_is_uploaded() {
     let work = tempfile::tempdir().unwrap();
-    let job = job(work.path(), vec![source("stream-fails", &["sh"])]);
+    let job = job_to_local_disk(work.path(), vec![source("stream-fails", &["sh"])]);
     let r = run(backups().arg("run").arg(&job));
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("exited with status 3"), "{}", r.stderr);
@@ -92,7 +78,7 @@ fn a_command_that_exits_non_zero_fails_the_source_and_nothing_is_uploaded() {
 #[test]
 fn an_ungranted_command_is_denied_and_logged() {
     let work = tempfile::tempdir().unwrap();
-    let job = job(work.path(), vec![source("stream", &["cat"])]);
+    let job = job_to_local_disk(work.path(), vec![source("stream", &["cat"])]);
     let r = run(backups().arg("run").arg(&job));
     assert_eq!(r.code, 1);
     assert!(
@@ -107,7 +93,7 @@ fn an_ungranted_command_is_denied_and_logged() {
 #[test]
 fn sigterm_stops_the_command_lets_the_plugin_clean_up_and_fails_the_run() {
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![
             source("stream-interrupted", &["sh"]),
@@ -173,7 +159,7 @@ fn a_command_that_hangs_is_killed_with_everything_it_started() {
     let work = tempfile::tempdir().unwrap();
     let mut hangs = source("stream-hangs", &["sh"]);
     hangs["limits"] = json!({"call_seconds": 2});
-    let job = job(work.path(), vec![hangs]);
+    let job = job_to_local_disk(work.path(), vec![hangs]);
     let started = std::time::Instant::now();
     let r = run(backups().arg("run").arg(&job));
     assert!(started.elapsed() < std::time::Duration::from_secs(30));

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::json;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use support::*;
 
@@ -30,16 +30,6 @@ fn source(sshd: &Sshd, id: &str, kind: &str, extra: serde_json::Value) -> serde_
     s
 }
 
-fn job(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
-    let dest = work.join("dest");
-    fs::create_dir_all(&dest).unwrap();
-    write_job(
-        work,
-        &json!({"hostname": "h", "tmpdir": work.join("tmp"), "sources": sources,
-                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
-    )
-}
-
 fn decrypted(work: &Path, id: &str, kind: &str) -> Vec<u8> {
     decrypt_artifact(&work.join("dest"), id, kind, "pw-pw-pw")
 }
@@ -52,7 +42,7 @@ fn folder_over_ssh_round_trips_and_excludes() {
     make_tree(&src);
     fs::create_dir_all(src.join("cache")).unwrap();
     fs::write(src.join("cache/junk"), b"junk").unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![source(
             &sshd,
@@ -85,7 +75,7 @@ fn a_host_key_that_does_not_match_fails_the_source() {
     let known = work.path().join("known_hosts");
     let other_pub = fs::read_to_string(other.with_extension("pub")).unwrap();
     fs::write(&known, format!("[127.0.0.1]:{} {other_pub}", sshd.port)).unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![source(
             &sshd,
@@ -132,7 +122,7 @@ fn mysql_over_ssh_dumps_with_credentials_on_stdin_only() {
     let _cleanup = Cleanup::mariadb(&[&db], &[&user]);
 
     let work = tempfile::tempdir().unwrap();
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![source(
             &sshd,
@@ -186,7 +176,7 @@ fn lvm_snapshot_is_archived_unmounted_and_old_snapshots_pruned() {
     fs::create_dir_all(&mounts).unwrap();
     let lvm = json!({"vg_name": "vg0", "lv_name": "data", "size": "1G", "retain_snapshots": 2, "mount_dir": mounts});
 
-    let job = job(
+    let job = job_to_local_disk(
         work.path(),
         vec![source(&sshd, "disk", "lvm-ssh", lvm.clone())],
     );
@@ -235,7 +225,7 @@ fn lvm_cleanup_and_pruning_run_when_mounting_fails() {
     let mounts = work.path().join("mnt");
     fs::create_dir_all(&mounts).unwrap();
     let lvm = json!({"vg_name": "vg0", "lv_name": "data", "size": "1G", "retain_snapshots": 1, "mount_dir": mounts});
-    let job = job(work.path(), vec![source(&sshd, "disk", "lvm-ssh", lvm)]);
+    let job = job_to_local_disk(work.path(), vec![source(&sshd, "disk", "lvm-ssh", lvm)]);
     let r = run(backups().args(["run", "--json"]).arg(&job));
     assert_eq!(r.code, 1);
     assert!(

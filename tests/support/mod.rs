@@ -62,6 +62,17 @@ pub fn write_job(dir: &Path, job: &serde_json::Value) -> PathBuf {
     path
 }
 
+/// A job file in `work` with `sources` and one local destination, `work/dest`.
+pub fn job_to_local_disk(work: &Path, sources: Vec<serde_json::Value>) -> PathBuf {
+    let dest = work.join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    write_job(
+        work,
+        &serde_json::json!({"hostname": "h", "tmpdir": work.join("tmp"), "sources": sources,
+                            "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
+    )
+}
+
 /// A small tree with what breaks naive archivers: nesting, empty and binary files, odd
 /// names, several modes, symlinks inside and outside the tree, an empty directory.
 pub fn make_tree(root: &Path) {
