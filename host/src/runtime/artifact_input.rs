@@ -7,7 +7,7 @@
 //! in pieces as large as the plugin asks for (up to [`MAX_READ`]). A tmpdir on a mount
 //! that hangs is left to the call backstop (backstop.rs).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::io::Read;
 use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 
@@ -37,19 +37,16 @@ impl InputStream for ArtifactInput {
         if want == 0 {
             return Ok(Bytes::new());
         }
-        let mut buf = BytesMut::zeroed(want);
-        let n = loop {
-            match self.file.read(&mut buf) {
-                Ok(n) => break n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(StreamError::LastOperationFailed(e.into())),
-            }
-        };
-        if n == 0 {
+        // Read into spare capacity: no zero-filling of every piece first.
+        let mut buf = Vec::with_capacity(want);
+        (&self.file)
+            .take(want as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| StreamError::LastOperationFailed(e.into()))?;
+        if buf.is_empty() {
             return Err(StreamError::Closed);
         }
-        buf.truncate(n);
-        Ok(buf.freeze())
+        Ok(Bytes::from(buf))
     }
 }
 
