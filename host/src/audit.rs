@@ -59,9 +59,36 @@ pub fn grant_provenance(grants: &Grants, config: &Map<String, Value>) -> Vec<Str
         .collect()
 }
 
-/// Grants a reviewer should look at twice, each with the reason.
-pub fn risks(grants: &Grants, tmpdir: &Path) -> Vec<String> {
+/// Each grant (as granted) that contains one of `sensitive` (the job file, secret files),
+/// with that file: judged by where both really are, symlinks resolved.
+pub fn exposed_files(grants: &Grants, sensitive: &[std::path::PathBuf]) -> Vec<(String, String)> {
+    let files: Vec<_> = sensitive
+        .iter()
+        .filter_map(|f| f.canonicalize().ok())
+        .collect();
     let mut out = Vec::new();
+    for g in grants.read.iter().chain(&grants.write) {
+        let Ok(dir) = g.dir.canonicalize() else {
+            continue;
+        };
+        for f in &files {
+            if f.starts_with(&dir) {
+                out.push((g.path.display().to_string(), f.display().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Grants a reviewer should look at twice, each with the reason.
+pub fn risks(grants: &Grants, tmpdir: &Path, sensitive: &[std::path::PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (grant, file) in exposed_files(grants, sensitive) {
+        out.push(format!(
+            "{grant}: contains {file}, which holds this job's secrets (the job file or a \
+             {{\"file\": …}} secret)"
+        ));
+    }
     for g in &grants.read {
         if g.dir == Path::new("/") {
             out.push("read /: the whole filesystem".to_string());
@@ -98,9 +125,23 @@ pub fn risks(grants: &Grants, tmpdir: &Path) -> Vec<String> {
             out.push(format!("net {}: any host on the network", r.pattern));
         } else if host_of(&r.pattern).starts_with("*.") {
             out.push(format!("net {}: every host under a domain", r.pattern));
+        } else if let Some(host) = r.exact_host().filter(|h| names_internal(h)) {
+            out.push(format!(
+                "net {}: {host} is this machine or its cloud metadata service; \
+                 only this exact grant reaches it",
+                r.pattern
+            ));
         }
     }
     out
+}
+
+/// An exact grant of `localhost` or of an internal address (see `runtime::net`).
+fn names_internal(host: &str) -> bool {
+    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(crate::runtime::is_internal)
 }
 
 /// `https://a.b:443/x` → `a.b`.
@@ -178,7 +219,7 @@ mod tests {
                    "net": ["*", "*.example.com", "api.example.com"]}),
             Origin::Explicit,
         );
-        let r = risks(&g, Path::new("/var/tmp/backups"));
+        let r = risks(&g, Path::new("/var/tmp/backups"), &[]);
         let all = r.join("\n");
         assert!(all.contains("read /"), "{all}");
         assert!(all.contains("write /etc"), "{all}");
@@ -188,5 +229,18 @@ mod tests {
         assert!(all.contains("net *: any host"), "{all}");
         assert!(all.contains("net *.example.com"), "{all}");
         assert!(!all.contains("api.example.com"), "{all}");
+
+        let g = grants(
+            json!({"net": ["127.0.0.1:9000", "localhost:80", "[::ffff:169.254.169.254]:80", "10.0.0.1:80"]}),
+            Origin::Explicit,
+        );
+        let all = risks(&g, Path::new("/tmp"), &[]).join("\n");
+        assert!(
+            all.contains("net 127.0.0.1:9000: 127.0.0.1 is this machine"),
+            "{all}"
+        );
+        assert!(all.contains("net localhost:80"), "{all}");
+        assert!(all.contains("net [::ffff:169.254.169.254]:80"), "{all}");
+        assert!(!all.contains("10.0.0.1"), "{all}");
     }
 }

@@ -370,7 +370,11 @@ async fn check(path: &Path) -> ExitCode {
         .filter(|l| l.trim_start().starts_with("RISK:"))
         .count();
     println!("\n{risks} risk(s) flagged; dry run: nothing was read, written or deleted");
-    ExitCode::SUCCESS
+    if plan.unstarted.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 async fn run(path: &Path, json: bool, quiet: bool) -> ExitCode {
@@ -657,7 +661,10 @@ async fn plugins_inspect(plugin: &str, trusted_keys: Vec<PathBuf>) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format!("{e:#}")),
     };
-    let mut instance = match runtime.instantiate_bare(&loaded, plugin).await {
+    let mut instance = match runtime
+        .instantiate_bare(&loaded, plugin, backups::config::Limits::default())
+        .await
+    {
         Ok(i) => i,
         Err(e) => return fail(format!("{e:#}")),
     };

@@ -101,8 +101,10 @@ impl fmt::Display for Origin {
 pub struct PathGrant {
     /// As granted.
     pub path: PathBuf,
-    /// What is preopened: `path` itself, or its directory when `path` is a file (WASI
-    /// grants directories only). The guest sees it under the same absolute path.
+    /// Where the guest sees it: `path` itself, or its directory when `path` is a file
+    /// (WASI grants directories only). A read grant of a file is preopened from a private
+    /// directory holding just that file (`runtime::file_grant`), so the rest of the real
+    /// directory stays out of reach; a write grant of a file opens the real directory.
     pub dir: PathBuf,
     pub widened_from_file: bool,
 }
@@ -179,9 +181,34 @@ impl Grants {
         })
     }
 
-    /// True when `host:port` may be contacted.
+    /// True when `host:port` may be contacted by name (a wildcard's reach into this
+    /// machine is checked by address, in `runtime::net`).
     pub fn allows_net(&self, host: &str, port: u16) -> bool {
         self.net.iter().any(|r| r.matches(host, port))
+    }
+
+    /// True when a rule names `host` exactly (not through `*` or `*.suffix`) for `port`:
+    /// the only way to reach an internal address (loopback, link-local, unspecified).
+    pub fn names_exactly(&self, host: &str, port: u16) -> bool {
+        let host = canonical_host(host);
+        self.net.iter().any(|r| match &r.host {
+            HostPattern::Exact(h) => canonical_host(h) == host && r.port.is_none_or(|p| p == port),
+            _ => false,
+        })
+    }
+
+    /// May the plugin ask the system's resolver about `name`? Only names a grant could
+    /// let it reach: a DNS query is itself a message to whoever serves the zone.
+    pub fn allows_lookup(&self, name: &str) -> bool {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if name.parse::<std::net::IpAddr>().is_ok() {
+            return true;
+        }
+        self.net.iter().any(|r| match &r.host {
+            HostPattern::Any => true,
+            HostPattern::Exact(h) => *h == name,
+            HostPattern::Suffix(s) => name.ends_with(s.as_str()),
+        })
     }
 
     /// The resolved program for a requested one, if granted.
@@ -199,6 +226,9 @@ impl Grants {
 
     /// The grant root under which `path` lies, and whether it is writable.
     pub fn root_for(&self, path: &Path) -> Option<(&Path, bool)> {
+        // A file grant covers that file, not its directory.
+        let covers =
+            |g: &&PathGrant| path.starts_with(&g.dir) && (!g.widened_from_file || path == g.path);
         let write = self
             .write
             .iter()
@@ -208,7 +238,7 @@ impl Grants {
         let read = self
             .read
             .iter()
-            .filter(|g| path.starts_with(&g.dir))
+            .filter(covers)
             .max_by_key(|g| g.dir.as_os_str().len())
             .map(|g| (g.dir.as_path(), false));
         write.or(read)
@@ -220,8 +250,13 @@ impl Grants {
         for (label, list) in [("read", &self.read), ("write", &self.write)] {
             for g in list {
                 let mut line = format!("{label:5} {}", g.path.display());
-                if g.widened_from_file {
-                    line += &format!("  (a file: its directory {} is granted)", g.dir.display());
+                if g.widened_from_file && label == "read" {
+                    line += "  (a file: the plugin sees it alone, in a private directory)";
+                } else if g.widened_from_file {
+                    line += &format!(
+                        "  (a file: its whole directory {} is writable)",
+                        g.dir.display()
+                    );
                 }
                 lines.push(line);
             }
@@ -273,6 +308,20 @@ fn path_grant(raw: &str, at: &str) -> Result<PathGrant> {
         dir,
         widened_from_file: is_file,
     })
+}
+
+/// A host as compared for exact grants: lowercase, no brackets or trailing dot, and an IP
+/// address in its canonical form (`::ffff:127.0.0.1` is `127.0.0.1`).
+fn canonical_host(host: &str) -> String {
+    let bare = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => bare,
+    }
 }
 
 impl NetRule {
@@ -343,6 +392,19 @@ impl NetRule {
     /// A rule that matches every host: allowed, but flagged.
     pub fn is_wildcard(&self) -> bool {
         self.host == HostPattern::Any
+    }
+
+    /// A rule that matches every host on `port` (`*` or `*:port`).
+    pub fn is_wildcard_for(&self, port: u16) -> bool {
+        self.is_wildcard() && self.port.is_none_or(|p| p == port)
+    }
+
+    /// The exact host this rule names, if it names one (for `check`'s risk lines).
+    pub fn exact_host(&self) -> Option<&str> {
+        match &self.host {
+            HostPattern::Exact(h) => Some(h),
+            _ => None,
+        }
     }
 }
 

@@ -43,8 +43,37 @@ pub struct JobPlan {
     pub sources: Vec<Planned>,
     pub destinations: Vec<Planned>,
     pub notifications: Vec<Planned>,
+    /// Entries whose plugin loaded but failed to start or to say what it is (a trap, a
+    /// limit, a timeout): that entry's failure, reported by the run, never the whole
+    /// job's — one broken or hostile plugin must not leave the others without a backup.
+    pub unstarted: Vec<Unstarted>,
     pub warnings: Vec<String>,
     pub redactor: Redactor,
+}
+
+/// An entry whose plugin could not be started or described, and why.
+pub struct Unstarted {
+    pub entry: Entry,
+    pub error: String,
+}
+
+/// Why planning an entry failed: the job is wrong (the run must not start), or only this
+/// entry's plugin misbehaved (the run goes on without it, reporting it failed).
+enum EntryError {
+    Job(anyhow::Error),
+    Plugin(String),
+}
+
+impl From<anyhow::Error> for EntryError {
+    fn from(e: anyhow::Error) -> Self {
+        EntryError::Job(e)
+    }
+}
+
+impl From<serde_json::Error> for EntryError {
+    fn from(e: serde_json::Error) -> Self {
+        EntryError::Job(e.into())
+    }
 }
 
 /// Loads and checks everything a run needs. Errors name the file, entry and key at fault.
@@ -56,11 +85,28 @@ pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
         redactor.add_all(&entry.secrets);
     }
     let trust = TrustPolicy::load(&job.trust, &job.path.display().to_string())?;
+    // Locks and run records: no plugin's grant reaches into them.
+    crate::runtime::protect_host_dir(&job.state_dir);
+    if let Some(cache) = &job.cache_dir {
+        crate::runtime::protect_host_dir(cache);
+    }
     let mut lists: Vec<Vec<Planned>> = Vec::new();
+    let mut unstarted = Vec::new();
     for list in [&job.sources, &job.destinations, &job.notifications] {
         let mut planned = Vec::new();
         for entry in list {
-            planned.push(plan_entry(entry, &job, runtime, &trust, &redactor, &mut warnings).await?);
+            match plan_entry(entry, &job, runtime, &trust, &redactor, &mut warnings).await {
+                Ok(p) => planned.push(p),
+                Err(EntryError::Job(e)) => return Err(e),
+                Err(EntryError::Plugin(error)) => {
+                    let error = redactor.redact(&error);
+                    tracing::error!("{}: {error}", entry.label());
+                    unstarted.push(Unstarted {
+                        entry: entry.clone(),
+                        error,
+                    });
+                }
+            }
         }
         lists.push(planned);
     }
@@ -73,6 +119,7 @@ pub async fn plan(job: Job, runtime: &Runtime) -> Result<JobPlan> {
         sources,
         destinations,
         notifications,
+        unstarted,
         warnings,
         redactor,
     })
@@ -114,7 +161,7 @@ async fn plan_entry(
     trust: &TrustPolicy,
     redactor: &Redactor,
     warnings: &mut Vec<String>,
-) -> Result<Planned> {
+) -> Result<Planned, EntryError> {
     let shown = job.path.display();
     let label = entry.label();
     let plugin = runtime
@@ -122,10 +169,14 @@ async fn plan_entry(
         .map_err(|e| anyhow::anyhow!("{shown}: {e:#}"))?;
     let config_json = serde_json::to_string(&entry.plugin_config)?;
 
-    let mut bare = runtime.instantiate_bare(&plugin, &label).await?;
-    let about = bare.describe().await.map_err(|e| {
-        anyhow::anyhow!("{shown}: {label}: {}: describe failed: {e}", plugin.origin)
-    })?;
+    let mut bare = runtime
+        .instantiate_bare(&plugin, &label, entry.limits)
+        .await
+        .map_err(|e| EntryError::Plugin(format!("{e:#}")))?;
+    let about = bare
+        .describe()
+        .await
+        .map_err(|e| EntryError::Plugin(format!("{}: describe failed: {e}", plugin.origin)))?;
     for key in config::unknown_keys(entry, &about.config_keys) {
         warnings.push(format!(
             "{shown}: {label}: unknown key {key:?} for type {:?} (ignored)",
@@ -144,9 +195,16 @@ async fn plan_entry(
             &format!("{shown}: {label}.grants"),
         )?,
         (None, PluginSource::Embedded(kind)) => {
-            let asked = bare.requested_grants(&config_json).await.map_err(|e| {
-                anyhow::anyhow!("{shown}: {label}: {}", redactor.redact(&e.to_string()))
-            })?;
+            let asked = bare
+                .requested_grants(&config_json)
+                .await
+                .map_err(|e| match e {
+                    crate::runtime::CallError::Plugin(_) => EntryError::Job(anyhow::anyhow!(
+                        "{shown}: {label}: {}",
+                        redactor.redact(&e.to_string())
+                    )),
+                    other => EntryError::Plugin(format!("requested-grants failed: {other}")),
+                })?;
             Grants::resolve(
                 &GrantSpec::from(asked),
                 GrantOrigin::Derived {
@@ -158,6 +216,19 @@ async fn plan_entry(
         (None, PluginSource::File { .. }) => Grants::none(),
     };
     redactor.add_all(&config::secret_env_values(&about.secret_keys, &grants.env));
+    if let PluginSource::File { path, .. } = &entry.plugin
+        && !entry.allow_risky_grants
+        && let Some((grant, file)) = audit::exposed_files(&grants, &job.sensitive_files())
+            .into_iter()
+            .next()
+    {
+        return Err(EntryError::Job(anyhow::anyhow!(
+            "{shown}: {label}: the grant {grant} contains {file}, which holds this job's \
+             secrets; a third-party plugin ({}) gets such a grant only with \
+             \"allow_risky_grants\": true in its entry",
+            path.display()
+        )));
+    }
     Ok(Planned {
         entry: entry.clone(),
         plugin,
@@ -269,9 +340,15 @@ impl JobPlan {
                 for line in audit::grant_provenance(&p.grants, &e.plugin_config) {
                     out += &format!("      {line}\n");
                 }
-                for risk in audit::risks(&p.grants, &job.tmpdir) {
+                for risk in audit::risks(&p.grants, &job.tmpdir, &job.sensitive_files()) {
                     out += &format!("    RISK: {risk}\n");
                 }
+            }
+        }
+        if !self.unstarted.is_empty() {
+            out += "\nfailed to start (each is that entry's failure; the other entries run):\n";
+            for u in &self.unstarted {
+                out += &format!("  FAILED: {}: {}\n", u.entry.label(), u.error);
             }
         }
         if !self.warnings.is_empty() {

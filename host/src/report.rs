@@ -245,19 +245,3 @@ pub fn human_bytes(n: u64) -> String {
         format!("{value:.1} {}", UNITS[unit])
     }
 }
-
-/// `text` cut to at most `most` bytes (on a character boundary), saying how much was cut:
-/// what plugins return goes into logs, reports and notifications, where it must stay
-/// readable whatever its size.
-pub fn shorten(mut text: String, most: usize) -> String {
-    if text.len() > most {
-        let mut cut = most;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let dropped = text.len() - cut;
-        text.truncate(cut);
-        text.push_str(&format!(" […{dropped} more bytes]"));
-    }
-    text
-}

@@ -44,6 +44,9 @@ impl RunDir {
                 path.display()
             );
         }
+        // Other plugins' artifacts and private credential files live here: no grant
+        // reaches into it, even one that contains the tmpdir.
+        crate::runtime::protect_host_dir(&path);
         Ok(RunDir { path })
     }
 }

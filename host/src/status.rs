@@ -153,10 +153,10 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
                 }
                 Err(e) => Err(e),
             };
-        for source in &plan.sources {
-            let (max_age, max_age_from) = job.max_age_for(&source.entry);
+        for source in &job.sources {
+            let (max_age, max_age_from) = job.max_age_for(source);
             let mut f = Freshness {
-                source_id: source.entry.id.clone(),
+                source_id: source.id.clone(),
                 destination_id: dest.entry.id.clone(),
                 newest: None,
                 newest_object: None,
@@ -169,7 +169,17 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
             match &listing {
                 Err(e) => f.state = State::Unreachable(e.clone()),
                 Ok(listing) => {
-                    let copies = artifact::copies_of(&job.hostname, &source.entry.id, listing);
+                    let copies = artifact::copies_of(&job.hostname, &source.id, listing);
+                    // A copy dated in the future proves nothing about the last night.
+                    let (copies, future) = crate::retention::split_future(copies, now);
+                    if !future.is_empty() {
+                        tracing::warn!(
+                            "{}: {} copies of {} are dated in the future and are not counted",
+                            dest.entry.label(),
+                            future.len(),
+                            source.id
+                        );
+                    }
                     f.copies = copies.len();
                     if let Some(newest) = copies.first() {
                         let age = Duration::try_from(now.duration_since(newest.created))
@@ -188,6 +198,27 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
             report.freshness.push(f);
         }
         audit_rules(plan, &dest.entry.id, &rules, &mut report);
+    }
+    // A destination whose plugin did not start: every source is unknown there.
+    for unstarted in plan
+        .unstarted
+        .iter()
+        .filter(|u| u.entry.role == crate::config::Role::Destination)
+    {
+        for source in &job.sources {
+            let (max_age, max_age_from) = job.max_age_for(source);
+            report.freshness.push(Freshness {
+                source_id: source.id.clone(),
+                destination_id: unstarted.entry.id.clone(),
+                newest: None,
+                newest_object: None,
+                copies: 0,
+                age: None,
+                max_age,
+                max_age_from,
+                state: State::Unreachable(unstarted.error.clone()),
+            });
+        }
     }
     report
 }

@@ -143,6 +143,11 @@ pub struct Limits {
     /// Core instances and tables one plugin's store may create (a component is a few).
     pub instances: u64,
     pub tables: u64,
+    /// `process.private-file` calls one instance may make, and the bytes they may write
+    /// together: files in the run's tmpdir that the plugin needs no grant for, so they
+    /// must not be a way to fill the disk the other sources' artifacts are written to.
+    pub private_files: u64,
+    pub private_file_bytes: u64,
 }
 
 impl Default for Limits {
@@ -155,6 +160,8 @@ impl Default for Limits {
             resources: 4096,
             instances: 64,
             tables: 64,
+            private_files: 16,
+            private_file_bytes: 1 << 20,
         }
     }
 }
@@ -190,6 +197,11 @@ pub struct Entry {
     pub notify_on_failure: Option<bool>,
     /// Notifiers: also tell when a run starts (legacy key; off unless set).
     pub notify_on_start: bool,
+    /// `allow_risky_grants`: a third-party plugin may be granted a path that contains the
+    /// job file or a secret file (refused otherwise).
+    pub allow_risky_grants: bool,
+    /// The files this entry's `{"file": …}` secrets were read from.
+    pub secret_files: Vec<PathBuf>,
     /// The keys the plugin gets: `id`, `name`, `type` and its own keys. Host keys
     /// (passphrase, grants, retention...) are never passed to a plugin.
     pub plugin_config: Map<String, Value>,
@@ -226,6 +238,7 @@ const HOST_KEYS: &[&str] = &[
     "notify_on_success",
     "notify_on_failure",
     "notify_on_start",
+    "allow_risky_grants",
 ];
 
 /// Keys every entry may carry and the plugin also receives.
@@ -448,6 +461,13 @@ impl Job {
             .chain(&self.notifications)
     }
 
+    /// Files that hold this job's secrets: the job file and every `{"file": …}` secret.
+    pub fn sensitive_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.path.clone())
+            .chain(self.entries().flat_map(|e| e.secret_files.iter().cloned()))
+            .collect()
+    }
+
     /// Warnings for legacy `modules` that name a type no entry uses, or entries whose
     /// module is not listed (the legacy tool needed both; we need neither).
     pub fn module_warnings(&self) -> Vec<String> {
@@ -563,6 +583,12 @@ impl EntryContext<'_> {
         };
 
         // Secret references are resolved for every value the plugin or host will read.
+        let mut secret_files = Vec::new();
+        for (key, value) in map.iter() {
+            if key != "grants" && key != "plugin" {
+                secrets::file_references(value, &mut secret_files);
+            }
+        }
         let mut secrets = Vec::new();
         for (key, value) in map.iter_mut() {
             if key == "grants" || key == "plugin" {
@@ -639,6 +665,11 @@ impl EntryContext<'_> {
             .map(|v| flag(v, &self.at("notify_on_start")))
             .transpose()?
             .unwrap_or(false);
+        let allow_risky_grants = map
+            .get("allow_risky_grants")
+            .map(|v| flag(v, &self.at("allow_risky_grants")))
+            .transpose()?
+            .unwrap_or(false);
 
         if let Some(Value::String(p)) = map.get("passphrase") {
             secrets.push(p.clone());
@@ -668,6 +699,8 @@ impl EntryContext<'_> {
             notify_on_success,
             notify_on_failure,
             notify_on_start,
+            allow_risky_grants,
+            secret_files,
             plugin_config,
             secrets,
             referenced_secrets,
@@ -752,9 +785,11 @@ fn parse_limits(value: &Value, base: Limits, at: &str) -> Result<Limits> {
             "resources" => limits.resources = n,
             "instances" => limits.instances = n,
             "tables" => limits.tables = n,
+            "private_files" => limits.private_files = n,
+            "private_file_kib" => limits.private_file_bytes = n << 10,
             _ => bail!(
                 "{at}.{key}: unknown limit (memory_mib, call_seconds, total_seconds, log_kib, \
-                 resources, instances, tables)"
+                 resources, instances, tables, private_files, private_file_kib)"
             ),
         }
     }

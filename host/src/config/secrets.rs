@@ -49,6 +49,19 @@ impl SecretRef {
     }
 }
 
+/// The paths of every `{"file": …}` reference inside `value`.
+pub fn file_references(value: &Value, out: &mut Vec<std::path::PathBuf>) {
+    match SecretRef::from_value(value) {
+        Some(SecretRef::File(path)) => out.push(path.into()),
+        Some(SecretRef::Env(_)) => {}
+        None => match value {
+            Value::Object(map) => map.values().for_each(|v| file_references(v, out)),
+            Value::Array(items) => items.iter().for_each(|v| file_references(v, out)),
+            _ => {}
+        },
+    }
+}
+
 /// Replaces every reference inside `value` by the secret it names, collecting the secret
 /// values (for redaction) into `found`. `at` names the key for error messages.
 pub fn resolve_secrets(value: &mut Value, at: &str, found: &mut Vec<String>) -> Result<()> {

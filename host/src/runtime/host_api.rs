@@ -47,7 +47,7 @@ impl log::Host for PluginState {
             return;
         }
         self.log_left -= cost;
-        let message = self.policy.redactor.redact(&message);
+        let message = crate::text::for_terminal(&self.policy.redactor.redact(&message), 4096);
         let plugin = self.label();
         match level {
             log::Level::Trace => tracing::trace!(plugin, "{message}"),
@@ -97,6 +97,13 @@ impl fs_metadata::Host for PluginState {
         }
         .map_err(|e| io_error(&e, &path))?;
         let mode = meta.mode();
+        let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
+        if let Some(why) =
+            super::fs_guard::refuses_looking_into(meta.dev(), meta.ino(), is_dir, wanted)
+        {
+            tracing::debug!(plugin = %self.label(), "skipped for the plugin: {path}: {why}");
+            return Err(denied(format!("{path}: skipped: {why}")));
+        }
         let link_target = if mode & libc::S_IFMT == libc::S_IFLNK {
             let target = dir
                 .read_link_contents(relative)
@@ -161,7 +168,7 @@ impl PluginState {
             plugin = %self.label(),
             "run {} {}",
             program.display(),
-            self.policy.redactor.redact(&command.args.join(" "))
+            crate::text::for_terminal(&self.policy.redactor.redact(&command.args.join(" ")), 4096)
         );
         tokio::process::Command::new(program)
             .args(&command.args)
@@ -216,6 +223,29 @@ impl process::Host for PluginState {
     ) -> Result<String, PluginError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
+        if self.private_files.len() as u64 >= self.policy.private_files_most {
+            return Err(failed(
+                ErrorKind::Denied,
+                format!(
+                    "private-file: this plugin already made {} private files, its limit \
+                     (limits.private_files)",
+                    self.private_files.len()
+                ),
+            ));
+        }
+        let bytes = self.private_file_bytes + contents.len() as u64;
+        if bytes > self.policy.private_file_bytes_most {
+            return Err(failed(
+                ErrorKind::Denied,
+                format!(
+                    "private-file: {} more bytes would pass this plugin's limit of {} KiB \
+                     (limits.private_file_kib)",
+                    contents.len(),
+                    self.policy.private_file_bytes_most >> 10
+                ),
+            ));
+        }
+        self.private_file_bytes = bytes;
         let safe: String = name
             .chars()
             .map(|c| {
@@ -495,7 +525,7 @@ async fn stderr_lines(stderr: impl AsyncRead + Unpin, label: &str, redactor: &Re
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     let mut tail = String::new();
     while let Ok(Some(line)) = lines.next_line().await {
-        let line = redactor.redact(&line);
+        let line = crate::text::for_terminal(&redactor.redact(&line), 4096);
         tracing::info!(plugin = label, "stderr: {line}");
         tail.push_str(&line);
         tail.push('\n');

@@ -52,7 +52,7 @@ impl WasiHttpHooks for GrantedHttp {
         _ = fut;
         Box::new(async move {
             use super::net::{Unreachable, resolve_for_http};
-            let addr = match resolve_for_http(&host, port).await {
+            let addr = match resolve_for_http(&policy.grants, &host, port).await {
                 Ok(addr) => addr,
                 Err(Unreachable::Internal(addr)) => {
                     policy
@@ -62,8 +62,8 @@ impl WasiHttpHooks for GrantedHttp {
                         plugin = %policy.label,
                         capability = "net",
                         wanted = %format!("{host}:{port}"),
-                        "denied: {host} resolves to the internal address {addr}; \
-                         grant that address itself if this is intended"
+                        "denied: {host}:{port} leads to the internal address {addr}, which only \
+                         a grant naming it exactly (the address, or localhost) reaches"
                     );
                     return Err(wasmtime_wasi_http::Error::HttpRequestDenied);
                 }

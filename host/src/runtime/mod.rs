@@ -12,12 +12,16 @@ mod artifact_input;
 mod backstop;
 pub mod bindings;
 mod broken_input;
+mod capped_write;
 mod embedded;
+mod file_grant;
+mod fs_guard;
 mod host_api;
 mod http;
 mod http_send;
 mod instance;
 pub mod loader;
+mod name_lookup;
 mod net;
 pub mod sink;
 mod state;
@@ -26,15 +30,17 @@ mod tls;
 pub mod users;
 pub mod world;
 
+pub use fs_guard::protect_host_dir;
 pub use instance::{CallError, Instance};
 pub use loader::{LoadedPlugin, Origin};
+pub use net::is_internal;
 
 use crate::config::{Entry, Limits, PluginSource, Role};
 use crate::grants::Grants;
 use crate::redact::Redactor;
 use crate::trust::TrustPolicy;
 use anyhow::{Context as _, Result, bail};
-use instance::{Bindings, DESCRIBE_LIMIT};
+use instance::{Bindings, DESCRIBE_CAP};
 use state::{PluginState, Policy};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +93,10 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        // Name lookups only for names the plugin's grants name (see name_lookup.rs).
+        name_lookup::add_to_linker(&mut linker)?;
+        // Opens checked against what no grant reaches (see fs_guard.rs).
+        fs_guard::add_to_linker(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         // wasi:tls (a draft, hence opted in): the handshake over streams a plugin already
         // holds; see tls.rs for why that opens nothing new.
@@ -100,6 +110,9 @@ impl Runtime {
         ours::process::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let cache = cache_dir.and_then(|d| loader::ComponentCache::open(&engine, d));
+        if let Some(dir) = cache_dir {
+            protect_host_dir(dir);
+        }
         Ok(Runtime {
             engine,
             linker,
@@ -206,6 +219,7 @@ impl Runtime {
                 wasi.env(name, value);
             }
         }
+        let mut grant_dirs = Vec::new();
         for (list, perms) in [
             (&grants.read, FsPerms::ReadOnly),
             (&grants.write, FsPerms::ReadWrite),
@@ -218,7 +232,23 @@ impl Runtime {
                         g.dir.display()
                     )
                 })?;
-                wasi.preopened_dir(&g.dir, guest, perms).map_err(|e| {
+                // A grant is judged by where it leads (symlinks resolved): one of a
+                // pseudo-filesystem or of the host's own directories is refused outright.
+                if let Some(why) = std::fs::File::open(&g.path)
+                    .ok()
+                    .and_then(|opened| fs_guard::refuses_opened(&opened))
+                {
+                    bail!("{}: grant {}: {why}", setup.label, g.path.display());
+                }
+                let host_dir = if g.widened_from_file && perms == FsPerms::ReadOnly {
+                    let private = file_grant::private_dir(&g.path, &setup.tmpdir)
+                        .with_context(|| format!("{}: grant {}", setup.label, g.path.display()))?;
+                    grant_dirs.push(private.clone());
+                    private
+                } else {
+                    g.dir.clone()
+                };
+                wasi.preopened_dir(&host_dir, guest, perms).map_err(|e| {
                     anyhow::anyhow!(
                         "{}: cannot open granted path {}: {e}",
                         setup.label,
@@ -264,6 +294,8 @@ impl Runtime {
             redactor: setup.redactor.clone(),
             tmpdir: setup.tmpdir.clone(),
             log_budget: setup.limits.log_bytes,
+            private_files_most: setup.limits.private_files,
+            private_file_bytes_most: setup.limits.private_file_bytes,
             net_denials,
         });
         let limits = StoreLimitsBuilder::new()
@@ -292,6 +324,8 @@ impl Runtime {
             policy,
             sink: None,
             private_files: Vec::new(),
+            private_file_bytes: 0,
+            grant_dirs,
             roots: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
@@ -328,7 +362,11 @@ impl Runtime {
                 ),
             })
         };
-        let bindings = match tokio::time::timeout(DESCRIBE_LIMIT, started).await {
+        // The entry's own limits hold from the first instruction on: a plugin whose
+        // start-up (its component's initialisers) runs long is stopped like any call.
+        let call_limit = Duration::from_secs(setup.limits.call_seconds);
+        let start_limit = call_limit.min(DESCRIBE_CAP);
+        let bindings = match tokio::time::timeout(start_limit, started).await {
             Ok(Ok(b)) => b,
             Ok(Err(e)) if format!("{e:#}").contains("count too high") => bail!(
                 "{}: {}: cannot instantiate: {e:#} (limits.instances, limits.tables)",
@@ -341,9 +379,15 @@ impl Runtime {
                 plugin.origin
             ),
             Err(_) => bail!(
-                "{}: {}: instantiation did not finish in time",
+                "{}: {}: instantiation did not finish within {}s ({}) and was stopped",
                 setup.label,
-                plugin.origin
+                plugin.origin,
+                start_limit.as_secs(),
+                if start_limit < call_limit {
+                    "the cap on starting a plugin, below limits.call_seconds"
+                } else {
+                    "limits.call_seconds"
+                }
             ),
         };
         Ok(Instance {
@@ -359,14 +403,20 @@ impl Runtime {
         })
     }
 
-    /// An instance with no grants at all: enough to ask a plugin what it is and needs.
-    pub async fn instantiate_bare(&self, plugin: &LoadedPlugin, label: &str) -> Result<Instance> {
+    /// An instance with no grants at all, under `limits` (the entry's, so that they hold
+    /// from the first call): enough to ask a plugin what it is and needs.
+    pub async fn instantiate_bare(
+        &self,
+        plugin: &LoadedPlugin,
+        label: &str,
+        limits: Limits,
+    ) -> Result<Instance> {
         self.instantiate(
             plugin,
             InstanceSetup {
                 label: label.to_string(),
                 grants: Grants::none(),
-                limits: Limits::default(),
+                limits,
                 tmpdir: std::env::temp_dir(),
                 redactor: Redactor::new(),
             },

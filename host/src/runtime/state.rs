@@ -23,6 +23,9 @@ pub struct Policy {
     pub tmpdir: PathBuf,
     /// Log bytes the instance may still emit.
     pub log_budget: u64,
+    /// `limits.private_files` and `limits.private_file_kib`, in bytes.
+    pub private_files_most: u64,
+    pub private_file_bytes_most: u64,
     /// Network requests the host refused, so far: a failed call that caused one is a
     /// denial, whatever the plugin's HTTP library made of the refusal.
     pub net_denials: Arc<AtomicU64>,
@@ -42,6 +45,10 @@ pub struct PluginState {
     pub(super) sink: Option<ArtifactSink>,
     /// Private files made for this instance; removed when the instance is dropped.
     pub(super) private_files: Vec<PathBuf>,
+    /// Bytes written to them so far.
+    pub(super) private_file_bytes: u64,
+    /// Private directories made for file grants; removed when the instance is dropped.
+    pub(super) grant_dirs: Vec<PathBuf>,
     /// Cached grant roots for `fs-metadata.lstat`.
     pub(super) roots: Vec<(PathBuf, cap_std::fs::Dir)>,
 }
@@ -56,6 +63,9 @@ impl Drop for PluginState {
     fn drop(&mut self) {
         for file in &self.private_files {
             let _ = std::fs::remove_file(file);
+        }
+        for dir in &self.grant_dirs {
+            super::file_grant::remove(dir);
         }
     }
 }

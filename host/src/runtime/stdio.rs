@@ -45,11 +45,12 @@ impl StderrCapture {
         let state = self.state.lock().expect("stderr capture");
         let mut tail = state.tail.clone();
         if !state.partial.is_empty() {
-            tail.push_str(
+            tail.push_str(&crate::text::for_terminal(
                 &self
                     .redactor
                     .redact(&String::from_utf8_lossy(&state.partial)),
-            );
+                TAIL_BYTES,
+            ));
         }
         tail.trim().to_string()
     }
@@ -59,9 +60,12 @@ impl StderrCapture {
         state.partial.extend_from_slice(bytes);
         while let Some(end) = state.partial.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = state.partial.drain(..=end).collect();
-            let line = self
-                .redactor
-                .redact(String::from_utf8_lossy(&line[..line.len() - 1]).as_ref());
+            let line = crate::text::for_terminal(
+                &self
+                    .redactor
+                    .redact(String::from_utf8_lossy(&line[..line.len() - 1]).as_ref()),
+                4096,
+            );
             state.tail.push_str(&line);
             state.tail.push('\n');
             if state.tail.len() > TAIL_BYTES {
