@@ -169,19 +169,28 @@ fn a_destination_that_cannot_be_listed_loses_nothing() {
 
     fs::write(s.dest.join(".fail-list"), b"").unwrap();
     let r = run_on(&s, 3);
+    // "Stored" means seen stored: a copy the destination cannot list is not confirmed,
+    // so it does not count, and it gets no manifest.
     assert_eq!(
-        r.code, 0,
-        "the copy was stored; only retention could not run"
+        r.code, 1,
+        "a copy that cannot be confirmed is a failed copy"
     );
     assert!(
-        r.stderr.contains("listing failed, so nothing is deleted"),
+        r.stderr.contains("could not be confirmed: listing"),
         "{}",
         r.stderr
     );
     assert_eq!(
         stored_days(&s.dest),
-        [2, 3],
-        "nothing deleted without a listing"
+        [2],
+        "nothing deleted without a listing; the unconfirmed copy itself is removed"
+    );
+    let day3 = day(3).strftime("%Y-%m-%d").to_string();
+    assert!(
+        !files_under(&s.dest)
+            .iter()
+            .any(|f| f.contains(&day3) && f.ends_with(".manifest.json")),
+        "no manifest vouches for the unconfirmed copy"
     );
     let r = status_on(&s, 3, &[]);
     assert_eq!(r.code, 1, "an unreachable destination is not fresh");

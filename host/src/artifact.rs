@@ -61,6 +61,25 @@ pub struct Manifest {
     pub tool: String,
 }
 
+/// The most a manifest may hold (ours are under 2 KiB): a destination that serves a
+/// bigger one is refused before it costs the host memory.
+pub const MANIFEST_MAX_BYTES: u64 = 64 * 1024;
+
+/// Reads and parses the manifest stored under `key`, capped at [`MANIFEST_MAX_BYTES`].
+pub async fn read_manifest(
+    instance: &mut crate::runtime::Instance,
+    key: &str,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Manifest> {
+    let shown = crate::text::for_terminal(key, 300);
+    let bytes = instance
+        .get_bytes(key, scratch, MANIFEST_MAX_BYTES)
+        .await
+        .map_err(|e| anyhow::anyhow!("fetching {shown}: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{shown}: not a backups manifest: {e}"))
+}
+
 /// One complete copy of a source at a destination, found by listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCopy {
@@ -72,6 +91,11 @@ pub struct StoredCopy {
 
 /// Parses `{hostname}/{date}/{time}Z/{id}.{rest}` into (source id, run time).
 pub fn parse_key(hostname: &str, key: &str) -> Option<(String, Timestamp)> {
+    // Our names hold no control characters; a listed name with one is not ours, and must
+    // never reach a terminal as a copy.
+    if key.chars().any(char::is_control) {
+        return None;
+    }
     let rest = key.strip_prefix(hostname)?.strip_prefix('/')?;
     let mut parts = rest.splitn(3, '/');
     let (date, time, file) = (parts.next()?, parts.next()?, parts.next()?);

@@ -200,7 +200,7 @@ impl Kit<'_> {
         };
         let mut bare = self
             .runtime
-            .instantiate_bare(self.plugin, "conformance")
+            .instantiate_bare(self.plugin, "conformance", Limits::default())
             .await?;
         let asked = bare
             .requested_grants(&self.config_json)
@@ -232,7 +232,7 @@ impl Kit<'_> {
     async fn check_describe(&mut self) -> Option<About> {
         let described = match self
             .runtime
-            .instantiate_bare(self.plugin, "conformance")
+            .instantiate_bare(self.plugin, "conformance", Limits::default())
             .await
         {
             Ok(mut bare) => bare.describe().await.map_err(|e| e.to_string()),
@@ -272,8 +272,16 @@ impl Kit<'_> {
             if self.expect_ok(&name, put).is_none() {
                 continue;
             }
+            // What a run does after every put: the key listed with exactly the bytes sent.
+            let seen = crate::stored::confirm(&mut dest, &object.key, object.size).await;
+            self.record(
+                &format!("put+list {}", object.what),
+                seen.is_ok(),
+                seen.err()
+                    .unwrap_or_else(|| format!("listed with exactly {} bytes", object.size)),
+            );
             let back = self.scratch.dir.join("got");
-            let got = dest.get_to_file(&object.key, &back).await;
+            let got = dest.get_to_file(&object.key, &back, object.size).await;
             if self.expect_ok(&name, got).is_none() {
                 continue;
             }
@@ -362,7 +370,7 @@ impl Kit<'_> {
             Err(e) => self.record("delete missing", false, format!("must be ok: {e}")),
         }
         let back = self.scratch.dir.join("missing");
-        match dest.get_to_file(missing, &back).await {
+        match dest.get_to_file(missing, &back, 1 << 20).await {
             Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
                 self.record("get missing", true, "typed not-found")
             }
@@ -495,7 +503,7 @@ impl Kit<'_> {
             } else {
                 format!(
                     "{:?}: a kind is 1-16 letters, digits or -",
-                    crate::report::shorten(info.kind, 40)
+                    crate::text::shorten(info.kind, 40)
                 )
             },
         );
@@ -565,9 +573,12 @@ struct Sample {
 }
 
 /// Seconds since the epoch before 2000 or more than a day ahead: no real store says that.
+/// Before 2000, or after now plus the clock skew retention allows: a listing dated in the
+/// future would make retention and `status` believe in copies that are not there yet.
 fn implausible_time(secs: u64) -> bool {
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
-    secs < 946_684_800 || secs > now + 86_400
+    let skew = crate::retention::CLOCK_SKEW.as_secs().max(0) as u64;
+    secs < 946_684_800 || secs > now + skew
 }
 
 /// Writes `size` bytes of a fixed pseudo-random sequence (incompressible, so no backend

@@ -5,9 +5,9 @@
 //! 2. **Sources**, one at a time: dump → gzip → OpenPGP into one temporary artifact.
 //!    A source that fails (error, crash, timeout, denied grant) is reported and the others
 //!    still run; its artifact is discarded, never uploaded.
-//! 3. **Destinations**, concurrently for each artifact: put (with retries on transient
-//!    errors), manifest, then retention on a fresh listing. A failing destination never
-//!    stops the others.
+//! 3. **Destinations**, concurrently for each artifact: put, seen stored by listing (with
+//!    retries), then the manifest, seen stored, then retention on a fresh listing
+//!    ([`crate::stored`]). A failing destination never stops the others.
 //! 4. **Notifiers**: each gets the report if its `notify_on_*` says so. A notifier that
 //!    fails is reported but never changes the run's outcome.
 
@@ -23,14 +23,12 @@ use crate::retention;
 use crate::run_dir::RunDir;
 use crate::runtime::bindings::Context;
 use crate::runtime::{CallError, Instance, InstanceSetup, Runtime, sink};
+use crate::stored::{self, Payload};
 use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// Attempts for a put that fails with a transient error, and the pause before each retry.
-const PUT_RETRY_DELAYS: [Duration; 2] = [Duration::from_secs(2), Duration::from_secs(8)];
+use std::time::Instant;
 
 /// Shared progress counter for the CLI's TTY display: bytes the current source produced.
 #[derive(Clone, Default)]
@@ -81,8 +79,14 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         }
     }
 
-    // Destinations are opened once and serve every source.
-    let mut destinations: Vec<(&Planned, Result<Instance, String>)> = Vec::new();
+    // Destinations are opened once and serve every source; one whose plugin did not start
+    // at planning fails every copy, with its reason.
+    let mut destinations: Vec<(&Entry, Result<Instance, String>)> = plan
+        .unstarted
+        .iter()
+        .filter(|u| u.entry.role == crate::config::Role::Destination)
+        .map(|u| (&u.entry, Err(u.error.clone())))
+        .collect();
     for planned in &plan.destinations {
         let opened = open(
             runtime,
@@ -96,7 +100,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         if let Err(e) = &opened {
             tracing::error!("{}: {e}", planned.entry.label());
         }
-        destinations.push((planned, opened));
+        destinations.push((&planned.entry, opened));
     }
 
     let mut report = RunReport {
@@ -110,6 +114,21 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         notifications: Vec::new(),
     };
 
+    for unstarted in plan
+        .unstarted
+        .iter()
+        .filter(|u| u.entry.role == crate::config::Role::Source)
+    {
+        let error = format!("the plugin did not start: {}", unstarted.error);
+        record_failed_source(
+            &mut report,
+            &unstarted.entry,
+            &destinations,
+            error,
+            progress,
+            Instant::now(),
+        );
+    }
     for planned in &plan.sources {
         let entry = &planned.entry;
         let began = Instant::now();
@@ -205,6 +224,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 &artifact,
                 &manifest_json,
                 &plan.redactor,
+                &workdir.path,
             )
         });
         let results = futures_join_all(uploads).await;
@@ -222,7 +242,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
 fn record_failed_source(
     report: &mut RunReport,
     entry: &Entry,
-    destinations: &[(&Planned, Result<Instance, String>)],
+    destinations: &[(&Entry, Result<Instance, String>)],
     error: String,
     progress: &Progress,
     began: Instant,
@@ -240,7 +260,7 @@ fn record_failed_source(
     });
     for (dest, _) in destinations {
         report.destinations.push(DestinationResult {
-            destination_id: dest.entry.id.clone(),
+            destination_id: dest.id.clone(),
             source_id: entry.id.clone(),
             ok: false,
             object: None,
@@ -341,7 +361,7 @@ fn bounded_warnings(mut warnings: Vec<String>) -> Vec<String> {
     let dropped = warnings.len().saturating_sub(MOST);
     warnings.truncate(MOST);
     for w in &mut warnings {
-        *w = crate::report::shorten(std::mem::take(w), LONGEST);
+        *w = crate::text::for_terminal(w, LONGEST);
     }
     if dropped > 0 {
         warnings.push(format!("… and {dropped} more warnings from the plugin"));
@@ -375,7 +395,7 @@ impl CountingSink {
 /// Puts one artifact and its manifest at one destination, then applies retention there.
 #[allow(clippy::too_many_arguments)]
 async fn store_copy(
-    dest: &Planned,
+    dest: &Entry,
     instance: &mut Result<Instance, String>,
     source_id: &str,
     hostname: &str,
@@ -383,9 +403,10 @@ async fn store_copy(
     artifact: &pipeline::Artifact,
     manifest_json: &[u8],
     redactor: &Redactor,
+    scratch: &Path,
 ) -> DestinationResult {
     let mut result = DestinationResult {
-        destination_id: dest.entry.id.clone(),
+        destination_id: dest.id.clone(),
         source_id: source_id.to_string(),
         ok: false,
         object: None,
@@ -401,47 +422,35 @@ async fn store_copy(
             return result;
         }
     };
-    let label = dest.entry.label();
+    let label = dest.label();
 
-    let mut attempt = 0;
-    let put = loop {
-        match instance
-            .put_file(object, &artifact.path, artifact.size)
-            .await
-        {
-            Err(e) if e.is_transient() && attempt < PUT_RETRY_DELAYS.len() => {
-                tracing::warn!(
-                    "{label}: put {object}: {} — retrying in {}s",
-                    redactor.redact(&e.to_string()),
-                    PUT_RETRY_DELAYS[attempt].as_secs()
-                );
-                tokio::time::sleep(PUT_RETRY_DELAYS[attempt]).await;
-                attempt += 1;
-            }
-            other => break other,
-        }
-    };
+    // The artifact, seen stored; only then its manifest, seen stored: a copy with a
+    // manifest is a complete copy, so the manifest must never vouch for bytes that are
+    // not there.
     let manifest_key = artifact::manifest_key(object);
-    let stored = match put {
-        Ok(()) => {
-            instance
-                .put_bytes(&manifest_key, manifest_json.to_vec())
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let artifact_payload = Payload::File(&artifact.path, artifact.size);
+    let stored =
+        match stored::put_confirmed(instance, &label, object, artifact_payload, redactor).await {
+            Ok(()) => {
+                let manifest = Payload::Bytes(manifest_json);
+                stored::put_confirmed(instance, &label, &manifest_key, manifest, redactor).await
+            }
+            Err(e) => Err(e),
+        };
     if let Err(e) = stored {
-        let e = redactor.redact(&e.to_string());
         tracing::error!("{label}: storing {object} FAILED: {e}");
         result.error = Some(e);
         return result;
     }
-    tracing::info!("{label}: stored {object}");
+    tracing::info!(
+        "{label}: stored {object} (confirmed by listing: {} bytes)",
+        artifact.size
+    );
     result.ok = true;
     result.object = Some(object.to_string());
 
     // Retention, on a listing taken now. A listing that fails means no deletes here.
-    let policy = retention::Policy::for_entry(&dest.entry);
+    let policy = retention::Policy::for_entry(dest);
     let listing = match instance.list(&format!("{hostname}/")).await {
         Ok(l) => l,
         Err(e) => {
@@ -458,7 +467,49 @@ async fn store_copy(
         result.retained = Some(copies.len() as u32);
         return result;
     }
-    let decision = retention::decide(&policy, copies, crate::schedule::now());
+    let now = crate::schedule::now();
+    let (copies, future) = retention::split_future(copies, now);
+    if !future.is_empty() {
+        let shown: Vec<String> = future
+            .iter()
+            .take(5)
+            .map(|c| crate::text::for_terminal(&c.object, 200))
+            .collect();
+        tracing::warn!(
+            "{label}: {} listed copies are dated after now (+{} min of clock skew) and are \
+             ignored by retention (neither counted nor deleted): {}{}",
+            future.len(),
+            retention::CLOCK_SKEW.as_mins(),
+            shown.join(", "),
+            if future.len() > shown.len() {
+                ", …"
+            } else {
+                ""
+            }
+        );
+    }
+    let confirmed = if policy.is_keep_all() {
+        Some(Default::default())
+    } else {
+        stored::confirm_floor(
+            instance, &policy, &copies, object, hostname, source_id, scratch,
+        )
+        .await
+    };
+    let Some(confirmed) = confirmed else {
+        result.retention_error = Some(format!(
+            "nothing deleted: fewer than {} of the newest listed copies have a manifest \
+             that matches the listing (min_copies counts only copies the host can confirm)",
+            policy.min_copies.max(1)
+        ));
+        result.retained = Some(copies.len() as u32);
+        return result;
+    };
+    let safeguards = retention::Safeguards {
+        current: object,
+        confirmed: &confirmed,
+    };
+    let decision = retention::decide(&policy, copies, now, &safeguards);
     result.retained = Some(decision.keep.len() as u32);
     for copy in &decision.delete {
         // The manifest first: without it the copy stops counting as complete at once.
@@ -511,6 +562,17 @@ async fn notify(
             id: entry.id.clone(),
             sent: error.is_none(),
             error,
+        });
+    }
+    for unstarted in plan
+        .unstarted
+        .iter()
+        .filter(|u| u.entry.role == crate::config::Role::Notifier)
+    {
+        report.notifications.push(NotifierResult {
+            id: unstarted.entry.id.clone(),
+            sent: false,
+            error: Some(format!("the plugin did not start: {}", unstarted.error)),
         });
     }
 }

@@ -17,6 +17,7 @@
 //! | [`artifact`] | object names and manifests |
 //! | [`restore`] | getting copies back: list, verify, restore |
 //! | [`retention`] | which copies a destination keeps |
+//! | [`stored`] | "stored" means seen stored: puts confirmed by listing, the min_copies floor confirmed by manifest |
 //! | [`scaffold`] | `plugins new`: a plugin crate to start from |
 //! | [`schedule`] | when a job runs, and how old its newest copy may get |
 //! | [`plan`] | loading and checking everything a run needs; `--dry-run` |
@@ -28,6 +29,7 @@
 //! | [`report`] | what a run did, for humans and notifiers |
 //! | [`status`] | the dead-man's switch: is every source's newest copy fresh enough? |
 //! | [`redact`] | keeping secrets out of every line we print |
+//! | [`text`] | untrusted text made safe to print: control characters escaped, sizes cut |
 //! | [`trust`] | plugin signatures and the job's signing policy |
 //! | [`audit`] | what `check` says of each grant: where it came from, what is risky |
 //! | [`privileges`] | refusing to run as the wrong user (root) |
@@ -56,4 +58,6 @@ pub mod scaffold;
 pub mod schedule;
 pub mod seipd;
 pub mod status;
+pub mod stored;
+pub mod text;
 pub mod trust;

@@ -60,6 +60,7 @@ impl Scratch {
             .mode(0o700)
             .create(&dir)
             .with_context(|| format!("creating {}", dir.display()))?;
+        crate::runtime::protect_host_dir(&dir);
         Ok(Scratch { dir })
     }
 }
@@ -200,16 +201,10 @@ pub struct Fetched {
 
 /// Fetches a copy and its manifest and checks size and sha256.
 pub async fn fetch(instance: &mut Instance, copy: &StoredCopy, scratch: &Path) -> Result<Fetched> {
-    let manifest_path = scratch.join("manifest.json");
-    instance
-        .get_to_file(&copy.manifest, &manifest_path)
-        .await
-        .map_err(|e| anyhow::anyhow!("fetching {}: {e}", copy.manifest))?;
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(&manifest_path)?)
-        .with_context(|| format!("{}: not a backups manifest", copy.manifest))?;
+    let manifest = artifact::read_manifest(instance, &copy.manifest, scratch).await?;
     let path = scratch.join("artifact");
     instance
-        .get_to_file(&copy.object, &path)
+        .get_to_file(&copy.object, &path, manifest.size)
         .await
         .map_err(|e| anyhow::anyhow!("fetching {}: {e}", copy.object))?;
     let mut file = std::fs::File::open(&path)?;

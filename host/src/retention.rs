@@ -11,11 +11,33 @@
 //!
 //! `min_copies` defaults to 3, or to `retention_copies` when that asks for fewer.
 //!
-//! Retention runs at a destination only after this run stored a new copy there, and only
-//! on a listing that succeeded.
+//! Retention runs at a destination only after this run stored a new copy there (seen
+//! stored), and only on a listing that succeeded. A listing is the destination's word, so:
+//! - this run's copy is never deleted, whatever else is listed;
+//! - copies dated after now (+ [`CLOCK_SKEW`]) are ignored: neither counted nor deleted;
+//! - only copies the host confirmed as its own ([`Safeguards::confirmed`]: a manifest that
+//!   reads back and matches) count towards the newest-copy and `min_copies` floor.
 
 use crate::artifact::StoredCopy;
 use jiff::{SignedDuration, Timestamp};
+use std::collections::HashSet;
+
+/// How far ahead of this machine's clock a listed copy may be dated and still be believed.
+pub const CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(5);
+
+/// What retention must hold to, whatever the listing says.
+pub struct Safeguards<'a> {
+    /// This run's copy: never deleted.
+    pub current: &'a str,
+    /// Copies confirmed as the host's own: only these make up the floor.
+    pub confirmed: &'a HashSet<String>,
+}
+
+/// Splits off the copies dated after `now` + [`CLOCK_SKEW`]: (believable, future).
+pub fn split_future(copies: Vec<StoredCopy>, now: Timestamp) -> (Vec<StoredCopy>, Vec<StoredCopy>) {
+    let latest = now + CLOCK_SKEW;
+    copies.into_iter().partition(|c| c.created <= latest)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Policy {
@@ -78,8 +100,14 @@ pub struct Decision {
     pub delete: Vec<StoredCopy>,
 }
 
-/// Splits `copies` (any order) into kept and deleted, as of `now`.
-pub fn decide(policy: &Policy, mut copies: Vec<StoredCopy>, now: Timestamp) -> Decision {
+/// Splits `copies` (any order, none from the future: see [`split_future`]) into kept and
+/// deleted, as of `now`.
+pub fn decide(
+    policy: &Policy,
+    mut copies: Vec<StoredCopy>,
+    now: Timestamp,
+    safeguards: &Safeguards,
+) -> Decision {
     copies.sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
     if policy.is_keep_all() {
         return Decision {
@@ -100,8 +128,13 @@ pub fn decide(policy: &Policy, mut copies: Vec<StoredCopy>, now: Timestamp) -> D
         (d.year(), d.month())
     }));
     let mut decision = Decision::default();
+    let mut floor_kept = 0;
     for (i, copy) in copies.into_iter().enumerate() {
-        let within_floor = i < floor || by_period.contains(&i);
+        let in_floor = floor_kept < floor && safeguards.confirmed.contains(&copy.object);
+        if in_floor {
+            floor_kept += 1;
+        }
+        let within_floor = in_floor || by_period.contains(&i) || copy.object == safeguards.current;
         let within_count = i < by_count;
         let within_days = policy.days.is_some_and(|d| {
             now.duration_since(copy.created) < SignedDuration::from_hours(24 * d as i64)
@@ -129,6 +162,66 @@ mod tests {
         }
     }
 
+    /// `decide` with every copy confirmed as ours and no current copy.
+    fn decide_all(policy: &Policy, copies: Vec<StoredCopy>, now: Timestamp) -> Decision {
+        let confirmed = copies.iter().map(|c| c.object.clone()).collect();
+        let safeguards = Safeguards {
+            current: "",
+            confirmed: &confirmed,
+        };
+        decide(policy, copies, now, &safeguards)
+    }
+
+    #[test]
+    fn future_copies_are_set_aside_and_the_current_copy_is_never_deleted() {
+        let now = Timestamp::now();
+        let mut copies: Vec<StoredCopy> = (1..=4).map(|i| copy(-30 * i, now)).collect();
+        copies.push(copy(0, now));
+        let (believed, future) = split_future(copies, now);
+        assert_eq!(ages(&future, now).len(), 4);
+        assert_eq!(ages(&believed, now), [0]);
+        // Even if a listing slipped a future copy past the split, the current one stays.
+        let current = copy(0, now);
+        let confirmed: HashSet<String> = [current.object.clone()].into();
+        let d = decide(
+            &Policy {
+                copies: Some(1),
+                min_copies: 1,
+                ..Policy::default()
+            },
+            vec![copy(-1, now), current.clone()],
+            now,
+            &Safeguards {
+                current: &current.object,
+                confirmed: &confirmed,
+            },
+        );
+        assert!(d.keep.contains(&current), "{d:?}");
+    }
+
+    #[test]
+    fn only_confirmed_copies_make_up_the_floor() {
+        // Three made-up copies newer than the real ones: the floor (3) reaches past them.
+        let now = Timestamp::now();
+        let copies: Vec<StoredCopy> = [1, 2, 3, 40, 41, 42, 43].map(|a| copy(a, now)).to_vec();
+        let confirmed: HashSet<String> = copies[3..].iter().map(|c| c.object.clone()).collect();
+        let d = decide(
+            &Policy {
+                days: Some(7),
+                min_copies: 3,
+                ..Policy::default()
+            },
+            copies,
+            now,
+            &Safeguards {
+                current: "",
+                confirmed: &confirmed,
+            },
+        );
+        assert_eq!(ages(&d.keep, now), [1, 2, 3, 40, 41, 42]);
+        assert_eq!(ages(&d.delete, now), [43]);
+    }
+
     fn ages(copies: &[StoredCopy], now: Timestamp) -> Vec<i64> {
         copies
             .iter()
@@ -139,7 +232,7 @@ mod tests {
     #[test]
     fn keeps_everything_without_a_policy() {
         let now = Timestamp::now();
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: None,
                 days: None,
@@ -156,7 +249,7 @@ mod tests {
     #[test]
     fn keeps_the_newest_n() {
         let now = Timestamp::now();
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: Some(2),
                 days: None,
@@ -173,7 +266,7 @@ mod tests {
     #[test]
     fn keeps_what_is_younger_than_days() {
         let now = Timestamp::now();
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: None,
                 days: Some(7),
@@ -191,7 +284,7 @@ mod tests {
     fn never_deletes_the_newest_even_when_all_are_too_old() {
         // Backups stopped a month ago under a 14-day policy: the last copies stay.
         let now = Timestamp::now();
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: None,
                 days: Some(14),
@@ -202,7 +295,7 @@ mod tests {
             now,
         );
         assert_eq!(ages(&d.keep, now), [30]);
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: Some(0),
                 days: Some(14),
@@ -238,7 +331,7 @@ mod tests {
             min_copies: 1,
             ..Policy::default()
         };
-        let d = decide(&policy, copies, now);
+        let d = decide_all(&policy, copies, now);
         // 7 daily (the newest of each of the last 7 days), weekly and monthly picks overlap
         // them or add older ones; each kept copy is the newest of its period.
         let days: std::collections::HashSet<_> = d
@@ -268,7 +361,7 @@ mod tests {
     #[test]
     fn either_rule_keeps_a_copy() {
         let now = Timestamp::now();
-        let d = decide(
+        let d = decide_all(
             &Policy {
                 copies: Some(3),
                 days: Some(2),

@@ -13,8 +13,10 @@ use wasmtime::Store;
 use wasmtime::component::Resource;
 use wasmtime_wasi::p2::{DynInputStream, DynOutputStream};
 
-/// Limit for the calls that only describe a plugin (`describe`, `requested-grants`).
-pub(super) const DESCRIBE_LIMIT: Duration = Duration::from_secs(10);
+/// The most that start-up and the calls that only describe a plugin (`describe`,
+/// `requested-grants`) may take, however long `limits.call_seconds` allows: `check` and
+/// planning must not wait hours on a plugin that never answers what it is.
+pub(super) const DESCRIBE_CAP: Duration = Duration::from_secs(60);
 
 /// A failed call into a plugin, in words an operator can act on.
 #[derive(Debug, Clone)]
@@ -29,6 +31,8 @@ pub enum CallError {
         what: String,
         limit: Duration,
         total: bool,
+        /// The call was stopped at [`DESCRIBE_CAP`], below `limits.call_seconds`.
+        capped: bool,
     },
     /// The instance failed earlier and cannot be called again.
     Poisoned,
@@ -52,6 +56,18 @@ impl std::fmt::Display for CallError {
                 what,
                 limit,
                 total: false,
+                capped: true,
+            } => write!(
+                f,
+                "{what} did not finish within {}s (the cap on describing a plugin, below \
+                 limits.call_seconds) and was stopped",
+                limit.as_secs()
+            ),
+            CallError::Timeout {
+                what,
+                limit,
+                total: false,
+                ..
             } => write!(
                 f,
                 "{what} did not finish within {}s (limits.call_seconds) and was stopped",
@@ -136,6 +152,7 @@ impl Instance {
         let denied_before = denials.load(std::sync::atomic::Ordering::Relaxed);
         // The call's own limit, or what is left of the instance's total, if less.
         let total = self.time_left < limit;
+        let capped = limit < self.call_limit && !total;
         let limit = limit.min(self.time_left);
         let started = std::time::Instant::now();
         let backstop = Backstop::for_call(&self.label, what, limit);
@@ -166,6 +183,7 @@ impl Instance {
                     what: what.to_string(),
                     limit,
                     total,
+                    capped,
                 })
             }
         }
@@ -201,25 +219,27 @@ impl Instance {
 
     /// What the plugin says it is, cut to sizes the host prints (names, summary, key lists).
     pub async fn describe(&mut self) -> Result<About, CallError> {
+        let limit = self.call_limit.min(DESCRIBE_CAP);
         let mut about = self
-            .guarded("describe", DESCRIBE_LIMIT, async |s| {
+            .guarded("describe", limit, async |s| {
                 plugin_call!(s, call_describe()).map(Ok)
             })
             .await?;
-        about.name = crate::report::shorten(about.name, 64);
-        about.version = crate::report::shorten(about.version, 64);
-        about.summary = crate::report::shorten(about.summary, 500);
+        about.name = crate::text::for_terminal(&about.name, 64);
+        about.version = crate::text::for_terminal(&about.version, 64);
+        about.summary = crate::text::for_terminal(&about.summary, 500);
         for keys in [&mut about.config_keys, &mut about.secret_keys] {
             keys.truncate(256);
             for k in keys.iter_mut() {
-                *k = crate::report::shorten(std::mem::take(k), 128);
+                *k = crate::text::for_terminal(k, 128);
             }
         }
         Ok(about)
     }
 
     pub async fn requested_grants(&mut self, config: &str) -> Result<WitGrants, CallError> {
-        self.guarded("requested-grants", DESCRIBE_LIMIT, async |s| {
+        let limit = self.call_limit.min(DESCRIBE_CAP);
+        self.guarded("requested-grants", limit, async |s| {
             plugin_call!(s, call_requested_grants(config))
         })
         .await
@@ -321,15 +341,23 @@ impl Instance {
         result
     }
 
-    /// Destinations: writes the object `key` into the file at `path`.
-    pub async fn get_to_file(&mut self, key: &str, path: &Path) -> Result<(), CallError> {
+    /// Destinations: writes the object `key` into the file at `path`. A destination that
+    /// sends more than `most` bytes (what the manifest or listing said the object holds)
+    /// sees its writes fail: it cannot fill the host's disk by serving a bigger object.
+    pub async fn get_to_file(
+        &mut self,
+        key: &str,
+        path: &Path,
+        most: u64,
+    ) -> Result<(), CallError> {
         self.destination()?;
         let file = tokio::fs::File::create(path)
             .await
             .map_err(|e| CallError::Host(format!("{}: {e}", path.display())))?;
+        let (capped, overflowed) = super::capped_write::CappedWrite::new(file, most);
         let stream: DynOutputStream = Box::new(wasmtime_wasi::p2::pipe::AsyncWriteStream::new(
             sink::CHUNK_BYTES,
-            file,
+            capped,
         ));
         let out = self
             .store
@@ -340,7 +368,32 @@ impl Instance {
         let borrowed = Resource::<DynOutputStream>::new_borrow(out.rep());
         let result = storage_call!(self, &format!("get {key}"), call_get(key, borrowed));
         let _ = self.store.data_mut().table.delete(out);
+        if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(CallError::Host(format!(
+                "get {}: the destination sent more than the {most} bytes expected{}",
+                crate::text::for_terminal(key, 300),
+                result.err().map(|e| format!(" ({e})")).unwrap_or_default()
+            )));
+        }
         result
+    }
+
+    /// Destinations: the object `key`, read into memory, at most `most` bytes (manifests).
+    pub async fn get_bytes(
+        &mut self,
+        key: &str,
+        scratch: &Path,
+        most: u64,
+    ) -> Result<Vec<u8>, CallError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = scratch.join(format!(".get-{}-{n}", std::process::id()));
+        let got = self.get_to_file(key, &path, most).await;
+        let bytes = got.and_then(|()| {
+            std::fs::read(&path).map_err(|e| CallError::Host(format!("{}: {e}", path.display())))
+        });
+        let _ = std::fs::remove_file(&path);
+        bytes
     }
 
     pub async fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>, CallError> {
@@ -383,7 +436,7 @@ impl Instance {
 }
 
 /// An error message from a plugin goes into logs, reports and notifications: cut it to a
-/// size a person reads.
+/// size a person reads, its control characters made visible.
 fn bounded(message: String) -> String {
-    crate::report::shorten(message, 2000)
+    crate::text::for_terminal(&message, 2000)
 }

@@ -8,13 +8,18 @@
 //! | key | meaning |
 //! |---|---|
 //! | `path` | the file or directory to back up (granted read-only, nothing else is) |
-//! | `excludes` | tar `--exclude` patterns: a pattern without `/` matches a name anywhere in the tree (`tmp`, `*~`); with `/`, it matches the end of a path (`cache/*.db`) |
+//! | `excludes` | GNU tar `--exclude` patterns, matched as GNU tar matches them when run the legacy tool's way (`cd $(dirname path); tar -cf - --exclude … ./$(basename path)`): against the member name `./{basename of path}/…` and each of its tails after a `/`, with `*` matching `/` too. So a pattern without `/` matches a name anywhere in the tree (`tmp`, `*~`), one with `/` the end of a path (`cache/*.db`, `base/logs/*`); a pattern naming folders above `path` (`data/*` for `/srv/data/base`) or ending in `/` matches nothing. One that matches `path` itself fails the source, naming the pattern (GNU tar would write an empty archive) |
 //! | `on_unreadable` | `"fail"` (default): a file that cannot be read fails the source, because an archive missing files is not a whole backup; `"warn"`: archive the rest and report each file |
 //!
 //! The archive is what `tar -cf - /path` makes: member names are the absolute path with
 //! the leading `/` removed, so `tar -xf - -C /` restores in place. Permission bits, owners
 //! and mtimes are kept; symlinks are stored as links and never followed; hard links are
 //! stored as separate files; sockets are skipped with a warning (as GNU tar does).
+//!
+//! What the host lets no plugin read is left out and named in one warning, never a
+//! failure: pseudo-filesystems (`/proc`, `/sys`, `/dev`, … — a backup of `/` skips them as
+//! `tar --one-file-system` users expect) and the host's own directories (its tmpdir, state
+//! dir and cache, when `path` contains them).
 
 use backups_sdk::config::{OneOrMany, absolute_path};
 use backups_sdk::metadata::{self, EntryKind};
@@ -52,6 +57,8 @@ enum OnUnreadable {
 pub struct Folder {
     root: PathBuf,
     excludes: GlobSet,
+    /// As written, to name the one that matched.
+    patterns: Vec<String>,
     on_unreadable: OnUnreadable,
 }
 
@@ -78,6 +85,7 @@ impl Plugin for Folder {
         Ok(Folder {
             root: absolute_path("path", &config.path)?,
             excludes: compile_excludes(&config.excludes.to_vec())?,
+            patterns: config.excludes.to_vec(),
             on_unreadable: config.on_unreadable,
         })
     }
@@ -86,8 +94,8 @@ impl Plugin for Folder {
 fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
     let mut set = GlobSetBuilder::new();
     for pattern in patterns {
-        // tar matches an unanchored pattern against every tail of the member name.
-        let pattern = pattern.trim_start_matches("./").trim_end_matches('/');
+        // As GNU tar's --exclude: wildcards match `/`, and the pattern is taken as written
+        // (`tmp/` and `./tmp` match nothing there, and so nothing here).
         let glob = GlobBuilder::new(pattern)
             .literal_separator(false)
             .build()
@@ -101,17 +109,34 @@ fn compile_excludes(patterns: &[String]) -> Result<GlobSet> {
 impl Source for Folder {
     fn dump(&mut self, out: &mut ArtifactWriter) -> Result<DumpInfo> {
         let mut info = DumpInfo::new("tar");
+        let base = self.root.parent().map(Path::to_path_buf);
         let mut walk = Walk {
             tar: tar::Builder::new(BufWriter::with_capacity(CHUNK, out)),
             excludes: &self.excludes,
+            base: base.as_deref(),
+            members: 0,
             unreadable: Vec::new(),
+            skipped: Vec::new(),
             info: &mut info,
             read_ahead: vec![0; CHUNK],
         };
         walk.tar.mode(tar::HeaderMode::Complete);
         walk.tar.follow_symlinks(false);
+        if let Some(pattern) = walk.matching_pattern(&self.root, &self.patterns) {
+            return Err(PluginError::invalid_config(format!(
+                "excludes: {pattern:?} matches {} itself (GNU tar matches patterns against \
+                 the member names ./{}/…), so the archive would hold nothing",
+                self.root.display(),
+                self.root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            )));
+        }
         walk.entry(&self.root)?;
+        let members = walk.members;
         let unreadable = std::mem::take(&mut walk.unreadable);
+        let skipped = std::mem::take(&mut walk.skipped);
         let mut buffered = walk
             .tar
             .into_inner()
@@ -120,6 +145,26 @@ impl Source for Folder {
             .flush()
             .map_err(|e| PluginError::from_io(&e, "writing the archive"))?;
 
+        if members == 0 {
+            return Err(PluginError::permanent(format!(
+                "{}: the archive holds no member at all{}",
+                self.root.display(),
+                unreadable
+                    .first()
+                    .map(|u| format!(" ({u})"))
+                    .unwrap_or_default()
+            )));
+        }
+        if !skipped.is_empty() {
+            let mut list: Vec<String> = skipped.iter().take(LIST_AT_MOST).cloned().collect();
+            if skipped.len() > LIST_AT_MOST {
+                list.push(format!("… and {} more", skipped.len() - LIST_AT_MOST));
+            }
+            info.warn(format!(
+                "not archived, as the host lets no plugin read them: {}",
+                list.join("; ")
+            ));
+        }
         if !unreadable.is_empty() {
             let mut list: Vec<String> = unreadable.iter().take(LIST_AT_MOST).cloned().collect();
             if unreadable.len() > LIST_AT_MOST {
@@ -144,26 +189,52 @@ impl Source for Folder {
 struct Walk<'a, W: Write> {
     tar: tar::Builder<W>,
     excludes: &'a GlobSet,
+    /// The folder above the source's path: exclude patterns see names below it.
+    base: Option<&'a Path>,
+    /// Entries archived so far.
+    members: u64,
     unreadable: Vec<String>,
+    /// What the host answered "skipped" for (pseudo-filesystems, its own directories).
+    skipped: Vec<String>,
     info: &'a mut DumpInfo,
     /// Where file contents are read ahead (see `ReadAhead`).
     read_ahead: Vec<u8>,
 }
 
 impl<W: Write> Walk<'_, W> {
-    fn excluded(&self, path: &Path) -> bool {
-        if self.excludes.is_empty() {
-            return false;
-        }
-        // Every tail of the path: /a/b/c is tried as "a/b/c", "b/c" and "c".
-        let components: Vec<_> = path
+    /// The names GNU tar matches an unanchored exclude pattern against: the member name
+    /// and each of its tails after a `/`. For `/a/b/c/d` with source `/a/b` the member is
+    /// `./b/c/d` (the legacy tool ran `cd /a; tar -cf - ./b`): "./b/c/d", "b/c/d", "c/d", "d".
+    fn tails(&self, path: &Path) -> Vec<String> {
+        let below = self
+            .base
+            .and_then(|base| path.strip_prefix(base).ok())
+            .unwrap_or(path);
+        let components: Vec<_> = below
             .components()
             .filter_map(|c| match c {
                 std::path::Component::Normal(s) => Some(s.to_string_lossy()),
                 _ => None,
             })
             .collect();
-        (0..components.len()).any(|i| self.excludes.is_match(components[i..].join("/")))
+        let mut tails: Vec<String> = (0..components.len())
+            .map(|i| components[i..].join("/"))
+            .collect();
+        if self.base.is_some() && !components.is_empty() {
+            tails.push(format!("./{}", components.join("/")));
+        }
+        tails
+    }
+
+    fn excluded(&self, path: &Path) -> bool {
+        !self.excludes.is_empty() && self.tails(path).iter().any(|t| self.excludes.is_match(t))
+    }
+
+    /// The first of `patterns` that excludes `path`.
+    fn matching_pattern<'p>(&self, path: &Path, patterns: &'p [String]) -> Option<&'p str> {
+        let tails = self.tails(path);
+        let hit = tails.iter().flat_map(|t| self.excludes.matches(t)).min()?;
+        patterns.get(hit).map(String::as_str)
     }
 
     /// Archives `path` and, for a directory, everything below it.
@@ -174,6 +245,13 @@ impl<W: Write> Walk<'_, W> {
         let shown = path.display().to_string();
         let meta = match metadata::lstat(&shown) {
             Ok(m) => m,
+            Err(e)
+                if e.kind == backups_sdk::ErrorKind::Denied
+                    && e.message.contains(": skipped: ") =>
+            {
+                self.skipped.push(e.message);
+                return Ok(());
+            }
             Err(e) => {
                 self.unreadable.push(format!("{shown}: {}", e.message));
                 return Ok(());
@@ -193,6 +271,7 @@ impl<W: Write> Walk<'_, W> {
         }
         let write_err = |e: io::Error| PluginError::from_io(&e, "writing the archive");
 
+        self.members += 1;
         match meta.kind {
             EntryKind::Directory => {
                 header.set_entry_type(tar::EntryType::Directory);

@@ -3,6 +3,16 @@
 //! while `{path}/.garbage-list` exists (the host must never act on them), and which
 //! reports a bucket-style expiry rule while `{path}/.rule-days` exists (for the audit of
 //! a backend's own deletion rules). Every delete is appended to `{path}/.deleted`.
+//!
+//! And it lies on demand, as a buggy or hostile third-party destination would:
+//! - `{path}/.lie-store-nothing`: `put` reads every byte, stores nothing, says ok;
+//! - `{path}/.lie-unread`: `put` reads nothing, stores nothing, says ok;
+//! - `{path}/.lie-half`: `put` stores the first half of the bytes, says ok;
+//! - `{path}/.lie-future`: listings add a complete-looking copy, dated next year, beside
+//!   every real one;
+//! - `{path}/.lie-phantoms`: listings add complete-looking copies, dated within the last
+//!   hour, that were never stored (their manifests cannot be read back);
+//! - `{path}/.lie-huge-manifest`: `get` of a manifest sends 1.5 GiB.
 
 use backups_sdk::{
     About, Context, DeletionRule, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
@@ -61,12 +71,27 @@ impl Destination for Flaky {
     /// Written aside (under `.partial/`, which listings skip) and renamed into place only
     /// when every byte arrived: a failed put leaves nothing under `key`.
     fn put(&mut self, key: &str, data: &mut ObjectReader, _size: u64) -> Result<()> {
+        if self.root.join(".lie-unread").exists() {
+            return Ok(());
+        }
+        if self.root.join(".lie-store-nothing").exists() {
+            std::io::copy(data, &mut std::io::sink())?;
+            return Ok(());
+        }
         let path = self.root.join(key);
         let aside = self.root.join(".partial").join(key.replace('/', "%2F"));
         std::fs::create_dir_all(path.parent().unwrap())?;
         std::fs::create_dir_all(aside.parent().unwrap())?;
-        let written = std::fs::File::create(&aside)
-            .and_then(|mut file| std::io::copy(data, &mut file).map(|_| ()));
+        let half = self.root.join(".lie-half").exists();
+        let written = std::fs::File::create(&aside).and_then(|mut file| {
+            if half {
+                let mut all = Vec::new();
+                std::io::Read::read_to_end(data, &mut all)?;
+                std::io::Write::write_all(&mut file, &all[..all.len() / 2])
+            } else {
+                std::io::copy(data, &mut file).map(|_| ())
+            }
+        });
         if let Err(e) = written {
             let _ = std::fs::remove_file(&aside);
             return Err(e.into());
@@ -75,6 +100,13 @@ impl Destination for Flaky {
         Ok(())
     }
     fn get(&mut self, key: &str, sink: &mut ObjectWriter) -> Result<()> {
+        if key.ends_with(".manifest.json") && self.root.join(".lie-huge-manifest").exists() {
+            let block = vec![b' '; 1 << 20];
+            for _ in 0..1536 {
+                std::io::Write::write_all(sink, &block)?;
+            }
+            return Ok(());
+        }
         let mut file = std::fs::File::open(self.root.join(key))?;
         std::io::copy(&mut file, sink)?;
         Ok(())
@@ -88,6 +120,14 @@ impl Destination for Flaky {
         out.retain(|o| o.key.starts_with(prefix) && !o.key.starts_with('.'));
         if self.root.join(".garbage-list").exists() {
             out.extend(garbage(prefix));
+        }
+        if self.root.join(".lie-future").exists() {
+            out.extend(relabelled(&out, "2099-01-01/000000Z"));
+        }
+        if self.root.join(".lie-phantoms").exists() {
+            let now = self.root.join(".lie-phantoms");
+            let stamp = std::fs::read_to_string(now).unwrap_or_default();
+            out.extend(relabelled(&out, stamp.trim()));
         }
         Ok(out)
     }
@@ -115,6 +155,27 @@ impl Destination for Flaky {
             _ => Ok(()),
         }
     }
+}
+
+/// For every listed `{host}/{date}/{time}Z/{file}`: the same file under `{host}/{stamp}/`.
+fn relabelled(listed: &[ObjectInfo], stamp: &str) -> Vec<ObjectInfo> {
+    let mut out = Vec::new();
+    for o in listed {
+        let parts: Vec<&str> = o.key.splitn(4, '/').collect();
+        if let [host, _date, _time, file] = parts[..] {
+            let key = format!("{host}/{stamp}/{file}");
+            if !listed.iter().any(|l| l.key == key)
+                && !out.iter().any(|l: &ObjectInfo| l.key == key)
+            {
+                out.push(ObjectInfo {
+                    key,
+                    size: o.size,
+                    modified: None,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Entries no honest listing holds: escapes, absolute paths, empty and absurd names,
