@@ -117,6 +117,29 @@ fn audit_rules(
     }
 }
 
+impl Freshness {
+    /// A row for `source` at destination `destination_id` before any copy is seen.
+    fn nothing_seen(
+        job: &crate::config::Job,
+        source: &crate::config::Entry,
+        destination_id: &str,
+        state: State,
+    ) -> Freshness {
+        let (max_age, max_age_from) = job.max_age_for(source);
+        Freshness {
+            source_id: source.id.clone(),
+            destination_id: destination_id.to_string(),
+            newest: None,
+            newest_object: None,
+            copies: 0,
+            age: None,
+            max_age,
+            max_age_from,
+            state,
+        }
+    }
+}
+
 /// Lists every destination once and judges every source there, as of `now`; audits each
 /// destination's own deletion rules.
 pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusReport {
@@ -154,18 +177,7 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
                 Err(e) => Err(e),
             };
         for source in &job.sources {
-            let (max_age, max_age_from) = job.max_age_for(source);
-            let mut f = Freshness {
-                source_id: source.id.clone(),
-                destination_id: dest.entry.id.clone(),
-                newest: None,
-                newest_object: None,
-                copies: 0,
-                age: None,
-                max_age,
-                max_age_from,
-                state: State::Missing,
-            };
+            let mut f = Freshness::nothing_seen(job, source, &dest.entry.id, State::Missing);
             match &listing {
                 Err(e) => f.state = State::Unreachable(e.clone()),
                 Ok(listing) => {
@@ -187,7 +199,7 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
                         f.newest = Some(newest.created);
                         f.newest_object = Some(newest.object.clone());
                         f.age = Some(age);
-                        f.state = if age <= max_age {
+                        f.state = if age <= f.max_age {
                             State::Fresh
                         } else {
                             State::Stale
@@ -206,18 +218,13 @@ pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusR
         .filter(|u| u.entry.role == crate::config::Role::Destination)
     {
         for source in &job.sources {
-            let (max_age, max_age_from) = job.max_age_for(source);
-            report.freshness.push(Freshness {
-                source_id: source.id.clone(),
-                destination_id: unstarted.entry.id.clone(),
-                newest: None,
-                newest_object: None,
-                copies: 0,
-                age: None,
-                max_age,
-                max_age_from,
-                state: State::Unreachable(unstarted.error.clone()),
-            });
+            let state = State::Unreachable(unstarted.error.clone());
+            report.freshness.push(Freshness::nothing_seen(
+                job,
+                source,
+                &unstarted.entry.id,
+                state,
+            ));
         }
     }
     report
