@@ -13,6 +13,10 @@
 #
 #   bench/run.sh [--mib N] [--runs R]     (default: 1024 MiB corpus, 3 runs each, best kept)
 #
+# BEFORE_FOLDER=path/to/backups_plugin_folder.wasm adds a row for that build of the folder
+# plugin (loaded as a third-party plugin by the same host, same corpus, same runs): a
+# change to the folder source is measured before and after in one run.
+#
 # A benchmark, not a test: numbers depend on the machine and its load; compare the ratios
 # of one run. BENCH_DIR (default /var/tmp/backups-bench) holds the corpus (kept between
 # runs) and the outputs.
@@ -72,6 +76,10 @@ job folder "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"
 job native "{\"id\": \"corpus\", \"type\": \"splice\", \"plugin\": \"$FIXTURE\", \"mode\": \"splice\",
   \"target\": \"tar cf - --exclude=.complete -C $(dirname "$CORPUS") $(basename "$CORPUS")\",
   \"passphrase\": \"$PASS\", \"grants\": {\"run\": [\"tar\"]}}"
+if [ -n "${BEFORE_FOLDER:-}" ]; then
+  job before "{\"id\": \"corpus\", \"type\": \"folder\", \"plugin\": \"$BEFORE_FOLDER\", \"path\": \"$CORPUS\",
+    \"excludes\": [\".complete\"], \"passphrase\": \"$PASS\", \"grants\": {\"read\": [\"$CORPUS\"]}}"
+fi
 job three "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"passphrase\": \"$PASS\"}" \
   ", \"notifications\": [{\"id\": \"flag\", \"type\": \"flagfile\", \"flagfile\": \"$WORK/flag\"}]"
 
@@ -157,8 +165,10 @@ backups_once folder >/dev/null
 backups_once native >/dev/null
 pipeline_once >/dev/null
 
-declare -a B S N P R D
+[ -n "${BEFORE_FOLDER:-}" ] && backups_once before >/dev/null
+declare -a B S N P R D O
 for _ in $(seq "$RUNS"); do
+  [ -n "${BEFORE_FOLDER:-}" ] && O+=("$(backups_once before)")
   B+=("$(KEEP_STDERR="$WORK/folder-run.log" backups_once folder -v)")
   S+=("$(dump_seconds "$WORK/folder-run.log")")
   N+=("$(backups_once native)")
@@ -197,6 +207,10 @@ row() { printf '%-46s %9s %9s %13s %11s\n' "$@"; }
 row "" "seconds" "MB/s" "peak RSS MiB" "output MiB"
 row "backups run (folder plugin → local)" "$b_s" "$(mbps "$b_s")" "$((b_rss >> 10))" "$((artifact >> 20))"
 row "  of which the dump, to the encrypted file" "$s_s" "$(mbps "$s_s")" "" ""
+if [ -n "${BEFORE_FOLDER:-}" ]; then
+  read -r o_s o_rss < <(printf '%s\n' "${O[@]}" | best)
+  row "  the same, folder plugin of \$BEFORE_FOLDER" "$o_s" "$(mbps "$o_s")" "$((o_rss >> 10))" ""
+fi
 row "backups run (tar spliced natively → local)" "$n_s" "$(mbps "$n_s")" "$((n_rss >> 10))" "-"
 row "tar | gzip -1 | gpg -c --compress-algo none" "$p_s" "$(mbps "$p_s")" "$((p_rss >> 10))" "$((pipe_size >> 20))"
 row "restic backup (fresh local repository)" "$r_s" "$(mbps "$r_s")" "$((r_rss >> 10))" "$((restic_size >> 20))"

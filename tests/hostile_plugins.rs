@@ -383,9 +383,18 @@ fn http_server(response: &'static str) -> (u16, std::sync::Arc<std::sync::atomic
         for stream in listener.incoming().flatten() {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut stream = stream;
+            // The whole request head before answering: closing with unread bytes would
+            // reset the connection before the client reads the answer.
+            let mut head = Vec::new();
             let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
             let _ = stream.write_all(response.as_bytes());
+            let _ = stream.shutdown(std::net::Shutdown::Write);
         }
     });
     (port, hits)
@@ -995,4 +1004,122 @@ fn a_plugins_words_reach_no_terminal_raw() {
             "{what} has a forged line: {text}"
         );
     }
+}
+
+/// An entry of the SDK fixture aimed at `target` through the byte-path `files` interface.
+fn files_attack(
+    id: &str,
+    mode: &str,
+    target: &str,
+    grants: serde_json::Value,
+) -> serde_json::Value {
+    json!({
+        "id": id,
+        "type": "hostile",
+        "plugin": fixture("backups_test_fixtures.wasm"),
+        "mode": mode,
+        "target": target,
+        "passphrase": "pw-pw-pw",
+        "grants": grants,
+        "allow_risky_grants": true
+    })
+}
+
+#[test]
+fn the_byte_path_files_interface_reaches_no_more_than_wasi_does() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let granted = w.join("granted");
+    fs::create_dir_all(&granted).unwrap();
+    fs::write(granted.join("ok.txt"), "control-bytes").unwrap();
+    fs::write(w.join("secret.txt"), "outside-secret").unwrap();
+    std::os::unix::fs::symlink(w.join("secret.txt"), granted.join("escape")).unwrap();
+    let fifo = granted.join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    // A device node inside the grant (this test runs as root, as CI does).
+    let zero = granted.join("zero");
+    assert!(
+        Command::new("mknod")
+            .arg(&zero)
+            .args(["c", "1", "5"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let g = |p: &Path| p.display().to_string();
+    let only_granted = json!({"read": [granted]});
+    let everything = json!({"read": ["/"]});
+    let started = Instant::now();
+    let o = run_with(
+        w,
+        vec![
+            files_attack(
+                "control",
+                "files-read",
+                &g(&granted.join("ok.txt")),
+                only_granted.clone(),
+            ),
+            files_attack(
+                "outside",
+                "files-read",
+                &g(&w.join("secret.txt")),
+                only_granted.clone(),
+            ),
+            files_attack(
+                "dotdot",
+                "files-read",
+                &format!("{}/../secret.txt", g(&granted)),
+                only_granted.clone(),
+            ),
+            files_attack(
+                "symlink",
+                "files-read",
+                &g(&granted.join("escape")),
+                only_granted.clone(),
+            ),
+            files_attack("fifo", "files-read", &g(&fifo), only_granted.clone()),
+            files_attack("node", "files-read", &g(&zero), only_granted.clone()),
+            files_attack("list-outside", "files-list", &g(w), only_granted),
+            files_attack(
+                "environ",
+                "files-read",
+                "/proc/self/environ",
+                everything.clone(),
+            ),
+            files_attack("device", "files-read", "/dev/zero", everything.clone()),
+            files_attack("list-proc", "files-list", "/proc", everything),
+        ],
+        json!({}),
+    );
+    // A FIFO is refused without being opened for reading: nothing waited on it.
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(o.run.code, 1);
+    assert_eq!(o.source("control")["ok"], true, "{}", o.run.stderr);
+    for (id, why) in [
+        ("outside", "not inside any granted path"),
+        ("dotdot", "not inside any granted path"),
+        ("symlink", "escape"),
+        ("fifo", "not a regular file"),
+        ("list-outside", "not inside any granted path"),
+        ("node", "not a regular file"),
+        ("environ", "skipped: on a pseudo-filesystem (proc)"),
+        ("device", "skipped: on a pseudo-filesystem (devtmpfs)"),
+        ("list-proc", "skipped: on a pseudo-filesystem"),
+    ] {
+        let e = o.error(id);
+        assert!(e.contains(why), "{id}: {e}");
+    }
+    let all = o.run.all();
+    assert!(!all.contains("outside-secret"));
+    assert!(!all.contains("host-secret-value"));
 }

@@ -16,6 +16,7 @@
 //! | [`seipd`] | the encrypted packet, written fast (AES-CFB and SHA-1 from OpenSSL) |
 //! | [`artifact`] | object names and manifests |
 //! | [`restore`] | getting copies back: list, verify, restore |
+//! | [`extract`] | `restore --extract`: a folder archive unpacked as GNU tar unpacks it |
 //! | [`retention`] | which copies a destination keeps |
 //! | [`stored`] | "stored" means seen stored: puts confirmed by listing, the min_copies floor confirmed by manifest |
 //! | [`scaffold`] | `plugins new`: a plugin crate to start from |
@@ -40,6 +41,7 @@ pub mod config;
 pub mod conformance;
 pub mod crypto;
 pub mod daemon;
+pub mod extract;
 pub mod grants;
 pub mod interrupt;
 pub mod job;

@@ -440,13 +440,7 @@ pub async fn restore(
                 }
                 std::fs::create_dir_all(dir)?;
                 plaintext(&fetched, &keys, &mut |stream| {
-                    let mut archive = tar::Archive::new(stream);
-                    archive.set_preserve_permissions(true);
-                    archive.set_preserve_mtime(true);
-                    archive.set_unpack_xattrs(false);
-                    // tar refuses members that would land outside `dir` (`..`, absolute).
-                    archive.unpack(dir).context("extracting")?;
-                    Ok(())
+                    crate::extract::extract(stream, dir)
                 })?;
             }
         }

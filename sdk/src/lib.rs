@@ -52,6 +52,8 @@ mod plugin;
 mod streams;
 
 pub mod config;
+#[cfg(feature = "source")]
+pub mod files;
 pub mod log;
 pub mod metadata;
 pub mod process;

@@ -1,4 +1,5 @@
-//! Host bindings for the three worlds of `backups:plugin@0.1.0`.
+//! Host bindings for the three worlds of `backups:plugin@0.1.1` (which serve 0.1.0 plugins too:
+//! wasmtime matches semver-compatible import and export names).
 //!
 //! The worlds share their imports (`types`, `log`, `fs-metadata`, `process`) and the
 //! `plugin` export; the imports are generated once, with the source world, and the other

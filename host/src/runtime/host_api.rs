@@ -1,15 +1,16 @@
-//! The host services a plugin may import: `log`, `fs-metadata` and `process`. Each checks
+//! The host services a plugin may import: `log` and `process` (the filesystem ones are in
+//! `files.rs`). Each checks
 //! the instance's grants itself and logs every denial with the plugin, the capability and
 //! what was asked for.
 
 use super::bindings::source::backups::plugin::types;
-use super::bindings::{ErrorKind, PluginError, fs_metadata, log, process};
+use super::bindings::{ErrorKind, PluginError, log, process};
 use super::sink::CHUNK_BYTES;
 use super::state::PluginState;
 use crate::interrupt;
 use crate::redact::Redactor;
 use bytes::Bytes;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use wasmtime::component::Resource;
@@ -18,7 +19,7 @@ use wasmtime_wasi::p2::{DynInputStream, DynOutputStream, Pollable as _, StreamEr
 /// How much of a command's stderr is kept for the error message and report.
 const STDERR_TAIL: usize = 8 << 10;
 
-fn denied(message: String) -> PluginError {
+pub(super) fn denied(message: String) -> PluginError {
     PluginError {
         kind: ErrorKind::Denied,
         message,
@@ -59,84 +60,7 @@ impl log::Host for PluginState {
     }
 }
 
-impl fs_metadata::Host for PluginState {
-    async fn lstat(&mut self, path: String) -> Result<fs_metadata::UnixMetadata, PluginError> {
-        use cap_std::fs::MetadataExt;
-        let wanted = Path::new(&path);
-        let plain = wanted.is_absolute()
-            && wanted
-                .components()
-                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
-        let root = plain
-            .then(|| {
-                self.policy
-                    .grants
-                    .root_for(wanted)
-                    .map(|(r, _)| r.to_path_buf())
-            })
-            .flatten();
-        let Some(root) = root else {
-            tracing::warn!(
-                plugin = %self.label(),
-                capability = "read",
-                wanted = %path,
-                "denied: {path} is not inside any read or write grant"
-            );
-            return Err(denied(format!("{path}: not inside any granted path")));
-        };
-        let relative = wanted
-            .strip_prefix(&root)
-            .expect("root_for returned a prefix");
-        let dir = self.root_dir(&root)?;
-        // cap-std resolves `relative` inside the grant root and refuses any symlink or `..`
-        // that would lead out of it.
-        let meta = if relative.as_os_str().is_empty() {
-            dir.dir_metadata()
-        } else {
-            dir.symlink_metadata(relative)
-        }
-        .map_err(|e| io_error(&e, &path))?;
-        let mode = meta.mode();
-        let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
-        if let Some(why) =
-            super::fs_guard::refuses_looking_into(meta.dev(), meta.ino(), is_dir, wanted)
-        {
-            tracing::debug!(plugin = %self.label(), "skipped for the plugin: {path}: {why}");
-            return Err(denied(format!("{path}: skipped: {why}")));
-        }
-        let link_target = if mode & libc::S_IFMT == libc::S_IFLNK {
-            let target = dir
-                .read_link_contents(relative)
-                .map_err(|e| io_error(&e, &path))?;
-            Some(target.to_string_lossy().into_owned())
-        } else {
-            None
-        };
-        Ok(fs_metadata::UnixMetadata {
-            kind: kind_of(mode),
-            size: meta.size(),
-            mode: mode & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime: meta.mtime(),
-            user: super::users::user_name(meta.uid()),
-            group: super::users::group_name(meta.gid()),
-            link_target,
-        })
-    }
-}
-
 impl PluginState {
-    fn root_dir(&mut self, root: &Path) -> Result<&cap_std::fs::Dir, PluginError> {
-        if let Some(i) = self.roots.iter().position(|(p, _)| p == root) {
-            return Ok(&self.roots[i].1);
-        }
-        let dir = cap_std::fs::Dir::open_ambient_dir(root, cap_std::ambient_authority())
-            .map_err(|e| io_error(&e, &root.display().to_string()))?;
-        self.roots.push((root.to_path_buf(), dir));
-        Ok(&self.roots.last().expect("just pushed").1)
-    }
-
     fn granted_program(&self, command: &process::Command) -> Result<PathBuf, PluginError> {
         match self.policy.grants.program(&command.program) {
             Some(path) => Ok(path.to_path_buf()),
@@ -515,7 +439,7 @@ async fn feed_from_stream(
     Ok(true)
 }
 
-fn table_error(err: &wasmtime::component::ResourceTableError) -> PluginError {
+pub(super) fn table_error(err: &wasmtime::component::ResourceTableError) -> PluginError {
     failed(ErrorKind::Permanent, format!("stream handle: {err}"))
 }
 
@@ -571,7 +495,7 @@ fn exit_result(
     ))
 }
 
-fn io_error(err: &std::io::Error, what: &str) -> PluginError {
+pub(super) fn io_error(err: &std::io::Error, what: &str) -> PluginError {
     use std::io::ErrorKind as K;
     let kind = match err.kind() {
         K::NotFound => ErrorKind::NotFound,
@@ -580,20 +504,6 @@ fn io_error(err: &std::io::Error, what: &str) -> PluginError {
         _ => ErrorKind::Permanent,
     };
     failed(kind, format!("{what}: {err}"))
-}
-
-fn kind_of(mode: u32) -> fs_metadata::EntryKind {
-    use fs_metadata::EntryKind as K;
-    match mode & libc::S_IFMT {
-        libc::S_IFREG => K::File,
-        libc::S_IFDIR => K::Directory,
-        libc::S_IFLNK => K::Symlink,
-        libc::S_IFIFO => K::Fifo,
-        libc::S_IFCHR => K::CharDevice,
-        libc::S_IFBLK => K::BlockDevice,
-        libc::S_IFSOCK => K::Socket,
-        _ => K::Unknown,
-    }
 }
 
 /// A running command and its process group. Dropping it — when the call finishes, fails or

@@ -298,7 +298,7 @@ impl Instance {
         self.destination()?;
         let file = std::fs::File::open(path)
             .map_err(|e| CallError::Host(format!("{}: {e}", path.display())))?;
-        let stream: DynInputStream = Box::new(super::artifact_input::ArtifactInput::new(file));
+        let stream: DynInputStream = Box::new(super::file_input::FileInput::new(file));
         self.put_stream(key, stream, size).await
     }
 

@@ -8,13 +8,14 @@
 //! plugin spinning in pure wasm still returns control to tokio, where the per-call timeout
 //! fires and drops it.
 
-mod artifact_input;
 mod backstop;
 pub mod bindings;
 mod broken_input;
 mod capped_write;
 mod embedded;
 mod file_grant;
+mod file_input;
+mod files;
 mod fs_guard;
 mod host_api;
 mod http;
@@ -107,6 +108,7 @@ impl Runtime {
         ours::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::fs_metadata::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        ours::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::process::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
 
         let cache = cache_dir.and_then(|d| loader::ComponentCache::open(&engine, d));

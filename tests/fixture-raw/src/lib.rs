@@ -9,7 +9,7 @@
 //! - `read`: `open-at(target)` below the first preopen, then `read`
 
 wit_bindgen::generate!({
-    path: "../../wit",
+    path: "wit",
     world: "backups:plugin/source@0.1.0",
     generate_all,
 });

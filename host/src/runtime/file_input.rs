@@ -1,11 +1,11 @@
-//! The artifact file as the `input-stream` a destination's `put` reads.
+//! A regular file as the `input-stream` a plugin reads: the artifact for a destination's
+//! `put`, a granted file for a source's `files.open-file`.
 //!
 //! wasmtime's generic `AsyncReadStream` over a tokio file reads 64 KiB at a time, each
 //! read a round trip to tokio's blocking pool and back through a channel: uploading a
-//! 753 MiB artifact to a local destination took ~12 000 of them. The artifact is the
-//! host's own regular file in its own tmpdir, so it is read here on the calling thread,
-//! in pieces as large as the plugin asks for (up to [`MAX_READ`]). A tmpdir on a mount
-//! that hangs is left to the call backstop (backstop.rs).
+//! 753 MiB artifact to a local destination took ~12 000 of them. A regular file is read
+//! here on the calling thread, in pieces as large as the plugin asks for (up to
+//! [`MAX_READ`]). A file on a mount that hangs is left to the call backstop (backstop.rs).
 
 use bytes::Bytes;
 use std::io::Read;
@@ -14,24 +14,24 @@ use wasmtime_wasi::p2::{InputStream, Pollable, StreamError, StreamResult};
 /// The most one read returns: the size of the pieces the source side writes too.
 pub const MAX_READ: usize = super::sink::CHUNK_BYTES;
 
-pub struct ArtifactInput {
+pub struct FileInput {
     file: std::fs::File,
 }
 
-impl ArtifactInput {
-    pub fn new(file: std::fs::File) -> ArtifactInput {
-        ArtifactInput { file }
+impl FileInput {
+    pub fn new(file: std::fs::File) -> FileInput {
+        FileInput { file }
     }
 }
 
 #[async_trait::async_trait]
-impl Pollable for ArtifactInput {
+impl Pollable for FileInput {
     async fn ready(&mut self) {
         // A regular file always has data or its end ready.
     }
 }
 
-impl InputStream for ArtifactInput {
+impl InputStream for FileInput {
     fn read(&mut self, size: usize) -> StreamResult<Bytes> {
         let want = size.min(MAX_READ);
         if want == 0 {
@@ -60,7 +60,7 @@ mod tests {
         let path = dir.path().join("artifact");
         let data: Vec<u8> = (0..(MAX_READ * 2 + 12_345)).map(|i| i as u8).collect();
         std::fs::write(&path, &data).unwrap();
-        let mut input = ArtifactInput::new(std::fs::File::open(&path).unwrap());
+        let mut input = FileInput::new(std::fs::File::open(&path).unwrap());
         let mut back = Vec::new();
         for size in [7, 100_000, usize::MAX].into_iter().cycle() {
             match input.read(size) {
