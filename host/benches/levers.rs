@@ -9,8 +9,8 @@
 //!
 //! A benchmark, not a test: it prints MB/s of input per lever; compare the ratios.
 
-use backups::crypto::Plan;
-use backups::parallel_gzip::ParallelGzip;
+use backups::codec::gzip::ParallelGzip;
+use backups::codec::openpgp::Plan;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use sequoia_openpgp as openpgp;

@@ -9,9 +9,9 @@
 use crate::config::{Limits, Role};
 use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::redact::Redactor;
-use crate::restore::Scratch;
 use crate::runtime::bindings::{About, Context, ErrorKind};
 use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Origin, Runtime, sink};
+use crate::session::Scratch;
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -273,7 +273,7 @@ impl Kit<'_> {
                 continue;
             }
             // What a run does after every put: the key listed with exactly the bytes sent.
-            let seen = crate::stored::confirm(&mut dest, &object.key, object.size).await;
+            let seen = crate::store::confirm::confirm(&mut dest, &object.key, object.size).await;
             self.record(
                 &format!("put+list {}", object.what),
                 seen.is_ok(),
@@ -577,7 +577,7 @@ struct Sample {
 /// future would make retention and `status` believe in copies that are not there yet.
 fn implausible_time(secs: u64) -> bool {
     let now = jiff::Timestamp::now().as_second().max(0) as u64;
-    let skew = crate::retention::CLOCK_SKEW.as_secs().max(0) as u64;
+    let skew = crate::store::retention::CLOCK_SKEW.as_secs().max(0) as u64;
     secs < 946_684_800 || secs > now + skew
 }
 

@@ -7,28 +7,31 @@
 //!    still run; its artifact is discarded, never uploaded.
 //! 3. **Destinations**, concurrently for each artifact: put, seen stored by listing (with
 //!    retries), then the manifest, seen stored, then retention on a fresh listing
-//!    ([`crate::stored`]). A failing destination never stops the others.
+//!    ([`crate::store::confirm`]). A failing destination never stops the others.
 //! 4. **Notifiers**: each gets the report if its `notify_on_*` says so. A notifier that
 //!    fails is reported but never changes the run's outcome.
 
 pub use crate::plan::{JobPlan, Planned, plan};
 
-use crate::artifact::{self, Manifest};
+use crate::codec::Compression;
+use crate::codec::openpgp::Plan as CryptoPlan;
 use crate::config::Entry;
-use crate::crypto::Plan as CryptoPlan;
 use crate::pipeline;
 use crate::redact::Redactor;
 use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
-use crate::retention;
-use crate::run_dir::RunDir;
-use crate::runtime::bindings::Context;
-use crate::runtime::{CallError, Instance, InstanceSetup, Runtime, sink};
-use crate::stored::{self, Payload};
+use crate::runtime::{CallError, Instance, Runtime, sink};
+use crate::session::Session;
+use crate::store::confirm::{self, Payload};
+use crate::store::objects::{self, Manifest};
+use crate::store::retention;
 use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
+
+/// Every artifact is gzip (-1, block-parallel), as the legacy tool's were.
+const COMPRESSION: Compression = Compression::Gzip;
 
 /// Shared progress counter for the CLI's TTY display: bytes the current source produced.
 #[derive(Clone, Default)]
@@ -39,23 +42,10 @@ pub struct Progress {
 /// Runs a planned job. Returns the report; the caller decides the exit code from it.
 pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Result<RunReport> {
     let job = &plan.job;
-    let started = crate::schedule::now();
-    let run_id = format!(
-        "{}-{:x}",
-        started
-            .to_zoned(jiff::tz::TimeZone::UTC)
-            .strftime("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    );
-    // The caller holds the job's run lock (cli, daemon), as RunDir::create requires.
-    let workdir = RunDir::create(&job.tmpdir, &job.name, &run_id)?;
-    let ctx_for = |entry: &Entry| Context {
-        job: job.name.clone(),
-        run_id: run_id.clone(),
-        hostname: job.hostname.clone(),
-        started_at: started.as_second().max(0) as u64,
-        entry_id: entry.id.clone(),
-    };
+    // The caller holds the job's run lock (cli, daemon), as a run's session requires.
+    let session = Session::for_run(plan, runtime)?;
+    let started = session.started();
+    let run_id = session.id().to_string();
     let redact = |s: String| plan.redactor.redact(&s);
 
     // Notifiers that asked to hear of the start (a ping service times the run with it).
@@ -65,16 +55,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         .iter()
         .filter(|p| p.entry.notify_on_start)
     {
-        if let Err(e) = send(
-            plan,
-            runtime,
-            planned,
-            &ctx_for(&planned.entry),
-            &workdir.path,
-            &start,
-        )
-        .await
-        {
+        if let Err(e) = send(plan, &session, planned, &start).await {
             tracing::warn!("{}: start notification failed: {e}", planned.entry.label());
         }
     }
@@ -88,15 +69,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         .map(|u| (&u.entry, Err(u.error.clone())))
         .collect();
     for planned in &plan.destinations {
-        let opened = open(
-            runtime,
-            planned,
-            &ctx_for(&planned.entry),
-            &workdir.path,
-            &plan.redactor,
-        )
-        .await
-        .map_err(redact);
+        let opened = session.open(planned).await.map_err(redact);
         if let Err(e) = &opened {
             tracing::error!("{}: {e}", planned.entry.label());
         }
@@ -138,16 +111,22 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             record_failed_source(&mut report, entry, &destinations, e, progress, began);
             continue;
         }
+        // Prepared once, before anything is read: a key that cannot be used fails this
+        // source alone.
+        let encryption = match CryptoPlan::prepare(
+            entry.encryption.as_ref().expect("validated"),
+            &entry.label(),
+        ) {
+            Ok(plan) => plan,
+            Err(e) => {
+                let e = redact(format!("{e:#}"));
+                tracing::error!("{}: FAILED: {e}", entry.label());
+                record_failed_source(&mut report, entry, &destinations, e, progress, began);
+                continue;
+            }
+        };
         tracing::info!("{}: dumping ({})", entry.label(), entry.name);
-        let dumped = dump(
-            runtime,
-            planned,
-            &ctx_for(entry),
-            &workdir.path,
-            &plan.redactor,
-            progress,
-        )
-        .await;
+        let dumped = dump(&session, planned, encryption.clone(), progress).await;
         let (artifact, kind, warnings) = match dumped {
             Ok(d) if crate::interrupt::requested() => {
                 // Complete, but the operator asked the run to stop: no uploads start now.
@@ -164,20 +143,15 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 continue;
             }
         };
-        let encryption = CryptoPlan::prepare(
-            entry.encryption.as_ref().expect("validated"),
-            &entry.label(),
-        )?;
-        let (encryption_name, recipients) = encryption.describe();
-        let object = artifact::object_key(
+        let object = objects::object_key(
             &job.hostname,
             started,
             &entry.id,
             &kind,
-            encryption.encrypts(),
+            (COMPRESSION, encryption.kind()),
         );
         let manifest = Manifest {
-            manifest_version: artifact::MANIFEST_VERSION,
+            manifest_version: objects::MANIFEST_VERSION,
             job: job.name.clone(),
             hostname: job.hostname.clone(),
             run_id: run_id.clone(),
@@ -189,9 +163,9 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             size: artifact.size,
             sha256: artifact.sha256.clone(),
             bytes_in: artifact.bytes_in,
-            compression: "gzip".into(),
-            encryption: encryption_name.into(),
-            recipients,
+            compression: COMPRESSION.name().into(),
+            encryption: encryption.kind().name().into(),
+            recipients: encryption.recipients(),
             tool: format!("backups {}", env!("CARGO_PKG_VERSION")),
         };
         let manifest_json = serde_json::to_vec_pretty(&manifest)?;
@@ -224,7 +198,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 &artifact,
                 &manifest_json,
                 &plan.redactor,
-                &workdir.path,
+                session.dir(),
             )
         });
         let results = futures_join_all(uploads).await;
@@ -234,7 +208,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     drop(destinations);
 
     report.finished = crate::schedule::now().max(started);
-    notify(plan, runtime, &mut report, &ctx_for, &workdir.path).await;
+    notify(plan, &session, &mut report).await;
     Ok(report)
 }
 
@@ -272,56 +246,25 @@ fn record_failed_source(
     }
 }
 
-/// Instantiates and configures a plugin for a job entry.
-pub(crate) async fn open(
-    runtime: &Runtime,
-    planned: &Planned,
-    ctx: &Context,
-    tmpdir: &Path,
-    redactor: &Redactor,
-) -> Result<Instance, String> {
-    let entry = &planned.entry;
-    let mut instance = runtime
-        .instantiate(
-            &planned.plugin,
-            InstanceSetup {
-                label: entry.label(),
-                grants: planned.grants.clone(),
-                limits: entry.limits,
-                tmpdir: tmpdir.to_path_buf(),
-                redactor: redactor.clone(),
-            },
-        )
-        .await
-        .map_err(|e| format!("{e:#}"))?;
-    instance
-        .configure(ctx, &planned.config_json)
-        .await
-        .map_err(|e| format!("configure: {e}"))?;
-    Ok(instance)
-}
-
 /// Dumps one source into a complete artifact, or says why not.
 async fn dump(
-    runtime: &Runtime,
+    session: &Session<'_>,
     planned: &Planned,
-    ctx: &Context,
-    tmpdir: &Path,
-    redactor: &Redactor,
+    encryption: CryptoPlan,
     progress: &Progress,
 ) -> Result<(pipeline::Artifact, String, Vec<String>), String> {
     let entry = &planned.entry;
-    let encryption = CryptoPlan::prepare(
-        entry.encryption.as_ref().expect("validated"),
-        &entry.label(),
-    )
-    .map_err(|e| format!("{e:#}"))?;
-    let mut instance = open(runtime, planned, ctx, tmpdir, redactor).await?;
+    let mut instance = session.open(planned).await?;
 
-    let path = tmpdir.join(format!("{}.artifact", entry.id));
+    let path = session.dir().join(format!("{}.artifact", entry.id));
     let (sink, chunks) = sink::artifact_channel();
-    let counted = CountingSink::spawn(chunks, progress.bytes.clone());
-    let writer = pipeline::spawn(counted, path.clone(), encryption);
+    let writer = pipeline::spawn(
+        chunks,
+        path.clone(),
+        COMPRESSION,
+        encryption,
+        progress.bytes.clone(),
+    );
     let dumped = instance.dump(&sink).await;
     drop(sink);
     drop(instance);
@@ -374,24 +317,6 @@ pub fn valid_kind(kind: &str) -> bool {
     (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
 }
 
-/// Counts bytes on their way from the plugin to the writer, for the progress display.
-struct CountingSink;
-
-impl CountingSink {
-    fn spawn(mut chunks: sink::ArtifactChunks, counter: Arc<AtomicU64>) -> sink::ArtifactChunks {
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(async move {
-            while let Some(chunk) = chunks.recv().await {
-                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                if tx.send(chunk).await.is_err() {
-                    break;
-                }
-            }
-        });
-        rx
-    }
-}
-
 /// Puts one artifact and its manifest at one destination, then applies retention there.
 #[allow(clippy::too_many_arguments)]
 async fn store_copy(
@@ -427,13 +352,13 @@ async fn store_copy(
     // The artifact, seen stored; only then its manifest, seen stored: a copy with a
     // manifest is a complete copy, so the manifest must never vouch for bytes that are
     // not there.
-    let manifest_key = artifact::manifest_key(object);
+    let manifest_key = objects::manifest_key(object);
     let artifact_payload = Payload::File(&artifact.path, artifact.size);
     let stored =
-        match stored::put_confirmed(instance, &label, object, artifact_payload, redactor).await {
+        match confirm::put_confirmed(instance, &label, object, artifact_payload, redactor).await {
             Ok(()) => {
                 let manifest = Payload::Bytes(manifest_json);
-                stored::put_confirmed(instance, &label, &manifest_key, manifest, redactor).await
+                confirm::put_confirmed(instance, &label, &manifest_key, manifest, redactor).await
             }
             Err(e) => Err(e),
         };
@@ -460,7 +385,7 @@ async fn store_copy(
             return result;
         }
     };
-    let copies = artifact::copies_of(hostname, source_id, &listing);
+    let copies = objects::copies_of(hostname, source_id, &listing);
     if !copies.iter().any(|c| c.object == object) {
         // Our own new copy is not listed: the listing cannot be trusted for deletes.
         result.retention_error = Some(format!("the new copy {object} is missing from the listing"));
@@ -491,7 +416,7 @@ async fn store_copy(
     let confirmed = if policy.is_keep_all() {
         Some(Default::default())
     } else {
-        stored::confirm_floor(
+        confirm::confirm_floor(
             instance, &policy, &copies, object, hostname, source_id, scratch,
         )
         .await
@@ -533,13 +458,7 @@ async fn store_copy(
     result
 }
 
-async fn notify(
-    plan: &JobPlan,
-    runtime: &Runtime,
-    report: &mut RunReport,
-    ctx_for: &(dyn Fn(&Entry) -> Context + Sync),
-    tmpdir: &Path,
-) {
+async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
     let success = report.success();
     let wit_report = report.to_wit();
     for planned in &plan.notifications {
@@ -553,7 +472,7 @@ async fn notify(
             });
             continue;
         }
-        let sent = send(plan, runtime, planned, &ctx_for(entry), tmpdir, &wit_report).await;
+        let sent = send(plan, session, planned, &wit_report).await;
         let error = sent.err();
         if let Some(e) = &error {
             tracing::warn!("{}: notification failed: {e}", entry.label());
@@ -580,14 +499,12 @@ async fn notify(
 /// Sends one report to one notifier; the error comes back redacted.
 async fn send(
     plan: &JobPlan,
-    runtime: &Runtime,
+    session: &Session<'_>,
     planned: &Planned,
-    ctx: &Context,
-    tmpdir: &Path,
     report: &crate::runtime::bindings::report_types::Report,
 ) -> Result<(), String> {
     let sent = async {
-        let mut instance = open(runtime, planned, ctx, tmpdir, &plan.redactor).await?;
+        let mut instance = session.open(planned).await?;
         instance
             .notify(report)
             .await

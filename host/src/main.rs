@@ -1,8 +1,8 @@
-mod cli;
+mod commands;
 
 fn main() -> std::process::ExitCode {
     bound_the_heap();
-    cli::main()
+    commands::main()
 }
 
 /// The pipeline moves MiB-sized buffers between threads. glibc would serve them from

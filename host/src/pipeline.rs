@@ -6,14 +6,16 @@
 //! so a dump of any size runs in the same memory. The file's sha256 and size are computed
 //! as it is written, for the manifest.
 
-use crate::crypto::Plan;
-use crate::parallel_gzip::ParallelGzip;
+use crate::codec::Compression;
+use crate::codec::gzip::ParallelGzip;
+use crate::codec::openpgp::Plan;
 use crate::runtime::sink::ArtifactChunks;
 use anyhow::{Context as _, Result};
-use flate2::Compression;
 use sha2::{Digest, Sha256};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// An artifact on disk, complete.
 #[derive(Debug, Clone)]
@@ -31,15 +33,25 @@ pub struct Artifact {
 pub fn spawn(
     chunks: ArtifactChunks,
     path: PathBuf,
+    compression: Compression,
     plan: Plan,
+    progress: Arc<AtomicU64>,
 ) -> std::thread::JoinHandle<Result<Artifact>> {
     std::thread::Builder::new()
         .name("artifact-writer".into())
-        .spawn(move || write_artifact(chunks, &path, &plan))
+        .spawn(move || match compression {
+            Compression::Gzip => write_artifact(chunks, &path, &plan, &progress),
+        })
         .expect("spawning the artifact writer thread")
 }
 
-fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Result<Artifact> {
+/// `progress` counts the source's bytes as they arrive, for the CLI's progress line.
+fn write_artifact(
+    mut chunks: ArtifactChunks,
+    path: &Path,
+    plan: &Plan,
+    progress: &AtomicU64,
+) -> Result<Artifact> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -52,7 +64,7 @@ fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Resul
     let ctx = || format!("writing {}", path.display());
     // gzip -1 (as the legacy pipeline): at this level compression is the costliest stage,
     // so it gets every core, block-parallel; encryption runs beside it.
-    let level = Compression::fast();
+    let level = flate2::Compression::fast();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     if plan.encrypts() {
@@ -69,13 +81,17 @@ fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Resul
                     message.write_all(&block).with_context(ctx)?;
                 }
                 message.finish().with_context(ctx)?;
-                tracing::debug!("encryption: {:.2}s of CPU", thread_cpu_seconds());
+                tracing::debug!(
+                    "encryption: {:.2}s of CPU",
+                    crate::cpu_time::thread_seconds()
+                );
                 Ok(())
             });
             let compressed_ok = (|| -> Result<()> {
                 let mut gz = ParallelGzip::new(BlockSender::new(blocks), level, workers);
                 while let Some(chunk) = chunks.blocking_recv() {
                     bytes_in += chunk.len() as u64;
+                    progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
                     gz.write_all(&chunk).with_context(ctx)?;
                 }
                 gz.finish().with_context(ctx)?.finish().with_context(ctx)
@@ -91,6 +107,7 @@ fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Resul
         let mut gz = ParallelGzip::new(&mut hashed, level, workers);
         while let Some(chunk) = chunks.blocking_recv() {
             bytes_in += chunk.len() as u64;
+            progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             gz.write_all(&chunk).with_context(ctx)?;
         }
         gz.finish().with_context(ctx)?;
@@ -107,20 +124,6 @@ fn write_artifact(mut chunks: ArtifactChunks, path: &Path, plan: &Plan) -> Resul
         size,
         sha256,
     })
-}
-
-/// CPU time the calling thread has used so far: where a run's time went, per stage.
-pub(crate) fn thread_cpu_seconds() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes one timespec we own.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    if rc != 0 {
-        return 0.0;
-    }
-    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// Compressed blocks queued between the compressing and the encrypting thread.

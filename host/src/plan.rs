@@ -6,9 +6,9 @@ use crate::audit;
 use crate::config::{self, Entry, Job, PluginSource, Role};
 use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::redact::Redactor;
-use crate::retention;
 use crate::runtime::bindings::About;
 use crate::runtime::{LoadedPlugin, Runtime};
+use crate::store::retention;
 use crate::trust::{Signature, TrustPolicy};
 use anyhow::Result;
 
@@ -240,6 +240,35 @@ async fn plan_entry(
 
 impl JobPlan {
     /// The `--dry-run` report: every entry, its plugin and every effective grant.
+    /// How many risks [`Self::describe`] flags, counted from the same findings.
+    pub fn risk_count(&self) -> usize {
+        self.sources
+            .iter()
+            .chain(&self.destinations)
+            .chain(&self.notifications)
+            .map(|p| {
+                let (signature, grants) = self.risks_of(p);
+                usize::from(signature.is_some()) + grants.len()
+            })
+            .sum()
+    }
+
+    /// What `check` flags for one entry: its signature, then its grants.
+    fn risks_of(&self, p: &Planned) -> (Option<&'static str>, Vec<String>) {
+        let unchecked = matches!(
+            p.plugin.signature,
+            Signature::Unsigned | Signature::Unchecked
+        );
+        let job = &self.job;
+        (
+            unchecked.then_some(
+                "a third-party plugin whose signature is not checked \
+                 (see trusted_plugin_keys, require_signed_plugins)",
+            ),
+            audit::risks(&p.grants, &job.tmpdir, &job.sensitive_files()),
+        )
+    }
+
     pub fn describe(&self) -> String {
         let job = &self.job;
         let mut out = format!(
@@ -329,18 +358,15 @@ impl JobPlan {
                     }
                 }
                 out += &format!("    signature: {}\n", p.plugin.signature);
-                if matches!(
-                    p.plugin.signature,
-                    Signature::Unsigned | Signature::Unchecked
-                ) {
-                    out += "    RISK: a third-party plugin whose signature is not checked \
-                            (see trusted_plugin_keys, require_signed_plugins)\n";
+                let (signature_risk, grant_risks) = self.risks_of(p);
+                if let Some(risk) = signature_risk {
+                    out += &format!("    RISK: {risk}\n");
                 }
                 out += &format!("    grants: {}\n", p.grants.origin);
                 for line in audit::grant_provenance(&p.grants, &e.plugin_config) {
                     out += &format!("      {line}\n");
                 }
-                for risk in audit::risks(&p.grants, &job.tmpdir, &job.sensitive_files()) {
+                for risk in grant_risks {
                     out += &format!("    RISK: {risk}\n");
                 }
             }

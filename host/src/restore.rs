@@ -6,14 +6,14 @@
 //! byte and, for a folder archive, walks every tar entry; restore writes the stream to a
 //! file or extracts the archive.
 
-use crate::artifact::{self, Manifest, StoredCopy};
+use crate::codec::openpgp::Keys;
+use crate::codec::{self, Compression};
 use crate::config::Encryption;
-use crate::crypto::Keys;
-use crate::job::{self, JobPlan, Planned};
-use crate::runtime::bindings::Context;
+use crate::job::{JobPlan, Planned};
 use crate::runtime::{Instance, Runtime};
+use crate::session::Session;
+use crate::store::objects::{self, Manifest, StoredCopy};
 use anyhow::{Context as _, Result, bail};
-use flate2::read::MultiGzDecoder;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -38,56 +38,11 @@ pub struct Selection {
     pub artifact: Option<String>,
 }
 
-/// A private scratch directory for fetched copies, removed when dropped.
-pub struct Scratch {
-    pub dir: PathBuf,
-}
-
-impl Scratch {
-    pub fn new(tmpdir: &Path) -> Result<Scratch> {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(tmpdir)
-            .with_context(|| format!("tmpdir {}", tmpdir.display()))?;
-        let dir = tmpdir.join(format!(
-            "fetch-{}-{}",
-            std::process::id(),
-            jiff::Timestamp::now().as_nanosecond()
-        ));
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
-        crate::runtime::protect_host_dir(&dir);
-        Ok(Scratch { dir })
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn context(plan: &JobPlan, entry_id: &str) -> Context {
-    let now = crate::schedule::now();
-    Context {
-        job: plan.job.name.clone(),
-        run_id: format!("restore-{}", now.as_second()),
-        hostname: plan.job.hostname.clone(),
-        started_at: now.as_second().max(0) as u64,
-        entry_id: entry_id.to_string(),
-    }
-}
-
 /// The destinations selected, opened (instantiated and configured).
 pub async fn open_destinations<'p>(
     plan: &'p JobPlan,
-    runtime: &Runtime,
+    session: &Session<'_>,
     selection: &Selection,
-    scratch: &Path,
 ) -> Result<Vec<(&'p Planned, Instance)>> {
     let mut out = Vec::new();
     for dest in &plan.destinations {
@@ -98,15 +53,10 @@ pub async fn open_destinations<'p>(
         {
             continue;
         }
-        let instance = job::open(
-            runtime,
-            dest,
-            &context(plan, &dest.entry.id),
-            scratch,
-            &plan.redactor,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("{}: {e}", dest.entry.label()))?;
+        let instance = session
+            .open(dest)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}: {e}", dest.entry.label()))?;
         out.push((dest, instance));
     }
     if out.is_empty() {
@@ -145,14 +95,14 @@ pub async fn copies(
         .list(&format!("{}/", plan.job.hostname))
         .await
         .map_err(|e| anyhow::anyhow!("listing: {}", plan.redactor.redact(&e.to_string())))?;
-    Ok(artifact::copies_of(&plan.job.hostname, source_id, &listing))
+    Ok(objects::copies_of(&plan.job.hostname, source_id, &listing))
 }
 
 pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> Result<Vec<Listed>> {
-    let scratch = Scratch::new(&plan.job.tmpdir)?;
+    let session = Session::for_purpose(plan, runtime, "list")?;
     let sources = selected_sources(plan, selection)?;
     let mut out = Vec::new();
-    for (dest, mut instance) in open_destinations(plan, runtime, selection, &scratch.dir).await? {
+    for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
         for source in &sources {
             for c in copies(plan, &mut instance, &source.entry.id).await? {
                 out.push(Listed {
@@ -201,7 +151,7 @@ pub struct Fetched {
 
 /// Fetches a copy and its manifest and checks size and sha256.
 pub async fn fetch(instance: &mut Instance, copy: &StoredCopy, scratch: &Path) -> Result<Fetched> {
-    let manifest = artifact::read_manifest(instance, &copy.manifest, scratch).await?;
+    let manifest = objects::read_manifest(instance, &copy.manifest, scratch).await?;
     let path = scratch.join("artifact");
     instance
         .get_to_file(&copy.object, &path, manifest.size)
@@ -253,15 +203,18 @@ pub fn plaintext(
     keys: &Keys,
     sink: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
 ) -> Result<()> {
+    // Decoders as the manifest names them: a codec this host does not know is refused
+    // by name before a byte is read.
+    let compression = Compression::from_manifest(&fetched.manifest.compression)?;
+    let encryption = codec::Encryption::from_manifest(&fetched.manifest.encryption)?;
     let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&fetched.path)?);
-    if fetched.manifest.encryption == "none" {
-        let mut gz = MultiGzDecoder::new(file);
-        sink(&mut gz)
-    } else {
-        let decrypted = keys.decrypt(file)?;
-        let mut gz = MultiGzDecoder::new(decrypted);
-        sink(&mut gz)
-    }
+    let mut plaintext = match encryption {
+        codec::Encryption::None => compression.decoder(file),
+        codec::Encryption::OpenPgpPassphrase | codec::Encryption::OpenPgpRecipients => {
+            compression.decoder(keys.decrypt(file)?)
+        }
+    };
+    sink(&mut plaintext)
 }
 
 /// The result of verifying one copy.
@@ -280,10 +233,10 @@ pub async fn verify(
     selection: &Selection,
     secret_keys: &[PathBuf],
 ) -> Result<Vec<Verified>> {
-    let scratch = Scratch::new(&plan.job.tmpdir)?;
+    let session = Session::for_purpose(plan, runtime, "verify")?;
     let sources = selected_sources(plan, selection)?;
     let mut out = Vec::new();
-    for (dest, mut instance) in open_destinations(plan, runtime, selection, &scratch.dir).await? {
+    for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
         for (source_id, copy) in chosen(plan, &mut instance, &sources, selection).await? {
             let source = sources
                 .iter()
@@ -302,7 +255,7 @@ pub async fn verify(
                 continue;
             };
             let checked = async {
-                let fetched = fetch(&mut instance, &copy, &scratch.dir).await?;
+                let fetched = fetch(&mut instance, &copy, session.dir()).await?;
                 let keys = keys_for(source, secret_keys, &[])?;
                 let kind = fetched.manifest.kind.clone();
                 let mut read = 0u64;
@@ -349,7 +302,7 @@ pub async fn verify(
                 Err(e) => v.detail = plan.redactor.redact(&format!("{e:#}")),
             }
             out.push(v);
-            let _ = std::fs::remove_file(scratch.dir.join("artifact"));
+            let _ = std::fs::remove_file(session.dir().join("artifact"));
         }
     }
     Ok(out)
@@ -386,10 +339,10 @@ pub async fn restore(
     let Some(source_id) = &selection.source else {
         bail!("restore needs --source: which source to restore");
     };
-    let scratch = Scratch::new(&plan.job.tmpdir)?;
+    let session = Session::for_purpose(plan, runtime, "restore")?;
     let sources = selected_sources(plan, selection)?;
     let mut last_error = None;
-    for (dest, mut instance) in open_destinations(plan, runtime, selection, &scratch.dir).await? {
+    for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
         let picked = chosen(plan, &mut instance, &sources, selection).await?;
         let Some((_, Some(copy))) = picked.into_iter().next() else {
             last_error = Some(anyhow::anyhow!(
@@ -398,7 +351,7 @@ pub async fn restore(
             ));
             continue;
         };
-        let fetched = match fetch(&mut instance, &copy, &scratch.dir).await {
+        let fetched = match fetch(&mut instance, &copy, session.dir()).await {
             Ok(f) => f,
             Err(e) => {
                 // A damaged copy at one destination: try the next one.

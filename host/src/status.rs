@@ -6,11 +6,11 @@
 //! credentials — and it keeps working when the backup job itself has stopped running,
 //! which is the failure it exists to catch.
 
-use crate::artifact;
-use crate::job::{self, JobPlan};
-use crate::runtime::Runtime;
-use crate::runtime::bindings::{Context, report_types as wit};
+use crate::job::JobPlan;
+use crate::runtime::bindings::report_types as wit;
 use crate::schedule::human_duration;
+use crate::session::Session;
+use crate::store::objects;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -142,48 +142,41 @@ impl Freshness {
 
 /// Lists every destination once and judges every source there, as of `now`; audits each
 /// destination's own deletion rules.
-pub async fn check(plan: &JobPlan, runtime: &Runtime, now: Timestamp) -> StatusReport {
+pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
     let job = &plan.job;
+    let now = session.started();
     let mut report = StatusReport {
         freshness: Vec::new(),
         warnings: Vec::new(),
         rule_loses_copies: false,
     };
     for dest in &plan.destinations {
-        let ctx = Context {
-            job: job.name.clone(),
-            run_id: format!("status-{}", now.as_second()),
-            hostname: job.hostname.clone(),
-            started_at: now.as_second().max(0) as u64,
-            entry_id: dest.entry.id.clone(),
-        };
         let mut rules = Vec::new();
-        let listing =
-            match job::open(runtime, dest, &ctx, &std::env::temp_dir(), &plan.redactor).await {
-                Ok(mut instance) => {
-                    let listing = instance
-                        .list(&format!("{}/", job.hostname))
-                        .await
-                        .map_err(|e| plan.redactor.redact(&e.to_string()));
-                    match instance.deletion_rules().await {
-                        Ok(r) => rules = r,
-                        Err(e) => tracing::warn!(
-                            "{}: cannot read its deletion rules: {e}",
-                            dest.entry.label()
-                        ),
-                    }
-                    listing
+        let listing = match session.open(dest).await {
+            Ok(mut instance) => {
+                let listing = instance
+                    .list(&format!("{}/", job.hostname))
+                    .await
+                    .map_err(|e| plan.redactor.redact(&e.to_string()));
+                match instance.deletion_rules().await {
+                    Ok(r) => rules = r,
+                    Err(e) => tracing::warn!(
+                        "{}: cannot read its deletion rules: {e}",
+                        dest.entry.label()
+                    ),
                 }
-                Err(e) => Err(e),
-            };
+                listing
+            }
+            Err(e) => Err(e),
+        };
         for source in &job.sources {
             let mut f = Freshness::nothing_seen(job, source, &dest.entry.id, State::Missing);
             match &listing {
                 Err(e) => f.state = State::Unreachable(e.clone()),
                 Ok(listing) => {
-                    let copies = artifact::copies_of(&job.hostname, &source.id, listing);
+                    let copies = objects::copies_of(&job.hostname, &source.id, listing);
                     // A copy dated in the future proves nothing about the last night.
-                    let (copies, future) = crate::retention::split_future(copies, now);
+                    let (copies, future) = crate::store::retention::split_future(copies, now);
                     if !future.is_empty() {
                         tracing::warn!(
                             "{}: {} copies of {} are dated in the future and are not counted",
@@ -364,7 +357,7 @@ pub fn prometheus(plan: &JobPlan, results: &[Freshness]) -> String {
 /// Sends the stale report to every notifier that wants failures; returns their results.
 pub async fn alert(
     plan: &JobPlan,
-    runtime: &Runtime,
+    session: &Session<'_>,
     report: &wit::Report,
 ) -> Vec<(String, Result<(), String>)> {
     let mut out = Vec::new();
@@ -372,22 +365,8 @@ pub async fn alert(
         if !planned.notifies(false) {
             continue;
         }
-        let ctx = Context {
-            job: plan.job.name.clone(),
-            run_id: report.run_id.clone(),
-            hostname: plan.job.hostname.clone(),
-            started_at: report.started_at,
-            entry_id: planned.entry.id.clone(),
-        };
         let sent = async {
-            let mut instance = job::open(
-                runtime,
-                planned,
-                &ctx,
-                &std::env::temp_dir(),
-                &plan.redactor,
-            )
-            .await?;
+            let mut instance = session.open(planned).await?;
             instance.notify(report).await.map_err(|e| e.to_string())
         }
         .await

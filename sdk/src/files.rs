@@ -7,7 +7,7 @@
 
 use crate::error::{PluginError, Result};
 use crate::world::backups::plugin::files;
-use crate::world::wasi::io::streams::{InputStream, StreamError};
+use crate::world::wasi::io::streams::InputStream;
 use std::io;
 
 pub use crate::world::backups::plugin::files::EntryMetadata;
@@ -40,17 +40,7 @@ pub struct FileReader {
 
 impl io::Read for FileReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        match self.stream.blocking_read(buf.len() as u64) {
-            Ok(bytes) => {
-                buf[..bytes.len()].copy_from_slice(&bytes);
-                Ok(bytes.len())
-            }
-            Err(StreamError::Closed) => Ok(0),
-            Err(StreamError::LastOperationFailed(e)) => Err(io::Error::other(e.to_debug_string())),
-        }
+        crate::streams::read_into(&self.stream, buf)
     }
 }
 

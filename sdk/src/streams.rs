@@ -4,9 +4,7 @@
 //! `blocking-write-and-flush` allows, so bulk data crosses the boundary cheaply.
 
 use crate::error::{PluginError, Result};
-#[cfg(feature = "destination")]
-use crate::world::wasi::io::streams::InputStream;
-use crate::world::wasi::io::streams::{OutputStream, StreamError};
+use crate::world::wasi::io::streams::{InputStream, OutputStream, StreamError};
 use std::io;
 
 fn stream_error(err: StreamError) -> io::Error {
@@ -110,16 +108,21 @@ impl<'a> ObjectReader<'a> {
 #[cfg(feature = "destination")]
 impl io::Read for ObjectReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
+        read_into(self.stream, buf)
+    }
+}
+
+/// One `read` from a host input stream into `buf`: the end of the stream reads as 0.
+pub(crate) fn read_into(stream: &InputStream, buf: &mut [u8]) -> io::Result<usize> {
+    if buf.is_empty() {
+        return Ok(0);
+    }
+    match stream.blocking_read(buf.len() as u64) {
+        Ok(bytes) => {
+            buf[..bytes.len()].copy_from_slice(&bytes);
+            Ok(bytes.len())
         }
-        match self.stream.blocking_read(buf.len() as u64) {
-            Ok(bytes) => {
-                buf[..bytes.len()].copy_from_slice(&bytes);
-                Ok(bytes.len())
-            }
-            Err(StreamError::Closed) => Ok(0),
-            Err(e) => Err(stream_error(e)),
-        }
+        Err(StreamError::Closed) => Ok(0),
+        Err(e) => Err(stream_error(e)),
     }
 }

@@ -27,49 +27,27 @@ struct InGrant {
 
 impl fs_metadata::Host for PluginState {
     async fn lstat(&mut self, path: String) -> Result<fs_metadata::UnixMetadata, PluginError> {
-        let wanted = Path::new(&path);
-        let (meta, place) = self.lstat_in_grant(wanted)?;
-        let link_target = self
-            .link_target(&meta, &place, wanted)?
-            .map(|t| t.to_string_lossy().into_owned());
+        // The 0.1.0 call: the same answer as `files.lstat`, with a link target as text.
+        let e = self.entry_metadata(Path::new(&path))?;
         Ok(fs_metadata::UnixMetadata {
-            kind: kind_of(meta.mode()),
-            size: meta.size(),
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime: meta.mtime(),
-            user: super::users::user_name(meta.uid()),
-            group: super::users::group_name(meta.gid()),
-            link_target,
+            kind: e.kind,
+            size: e.size,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+            user: e.user,
+            group: e.group,
+            link_target: e
+                .link_target
+                .map(|t| String::from_utf8_lossy(&t).into_owned()),
         })
     }
 }
 
 impl files::Host for PluginState {
     async fn lstat(&mut self, path: Vec<u8>) -> Result<files::EntryMetadata, PluginError> {
-        let wanted = Path::new(OsStr::from_bytes(&path));
-        let (meta, place) = self.lstat_in_grant(wanted)?;
-        let link_target = self
-            .link_target(&meta, &place, wanted)?
-            .map(|t| t.into_os_string().into_vec());
-        let rdev = meta.rdev();
-        Ok(files::EntryMetadata {
-            kind: kind_of(meta.mode()),
-            size: meta.size(),
-            mode: meta.mode() & 0o7777,
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mtime: meta.mtime(),
-            user: super::users::user_name(meta.uid()),
-            group: super::users::group_name(meta.gid()),
-            link_target,
-            device: meta.dev(),
-            inode: meta.ino(),
-            links: meta.nlink(),
-            device_major: libc::major(rdev),
-            device_minor: libc::minor(rdev),
-        })
+        self.entry_metadata(Path::new(OsStr::from_bytes(&path)))
     }
 
     async fn read_dir(&mut self, path: Vec<u8>) -> Result<Vec<Vec<u8>>, PluginError> {
@@ -131,6 +109,31 @@ impl files::Host for PluginState {
 }
 
 impl PluginState {
+    /// `lstat` of `wanted`, inside its grant, as `files` describes an entry.
+    fn entry_metadata(&mut self, wanted: &Path) -> Result<files::EntryMetadata, PluginError> {
+        let (meta, place) = self.lstat_in_grant(wanted)?;
+        let link_target = self
+            .link_target(&meta, &place, wanted)?
+            .map(|t| t.into_os_string().into_vec());
+        let rdev = meta.rdev();
+        Ok(files::EntryMetadata {
+            kind: kind_of(meta.mode()),
+            size: meta.size(),
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime(),
+            user: super::users::user_name(meta.uid()),
+            group: super::users::group_name(meta.gid()),
+            link_target,
+            device: meta.dev(),
+            inode: meta.ino(),
+            links: meta.nlink(),
+            device_major: libc::major(rdev),
+            device_minor: libc::minor(rdev),
+        })
+    }
+
     /// Finds `wanted` inside a read or write grant, or refuses (and logs) it.
     fn in_grant(&mut self, wanted: &Path) -> Result<InGrant, PluginError> {
         let plain = wanted.is_absolute()

@@ -2,7 +2,7 @@
 //! before anything is sent. A request to a peer that was not granted never leaves the
 //! process: the plugin sees `HTTP-request-denied` and the denial is logged.
 
-use super::state::Policy;
+use super::policy::Policy;
 use std::sync::Arc;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 

@@ -12,7 +12,8 @@
 //! The interface is shadowed in the linker: our [`Host`] checks the name, then hands the
 //! call to wasmtime-wasi's own implementation.
 
-use super::state::{PluginState, Policy};
+use super::policy::Policy;
+use super::state::PluginState;
 use std::sync::Arc;
 use wasmtime::component::{HasData, Resource};
 use wasmtime_wasi::p2::bindings::sockets::ip_name_lookup::{

@@ -1,35 +1,15 @@
 //! What one plugin instance's store holds: its WASI context built from its grants, its
 //! resource table, its limits, and the host services it may call.
 
+use super::policy::Policy;
 use super::sink::ArtifactSink;
-use crate::grants::Grants;
-use crate::redact::Redactor;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use wasmtime_wasi_tls::{WasiTlsCtx, WasiTlsCtxView, WasiTlsView};
-
-/// Facts about the instance every host service needs: who it is and what it may do.
-pub struct Policy {
-    /// `sources[0] "etc"`: how logs and denials name the instance.
-    pub label: String,
-    pub grants: Grants,
-    pub redactor: Redactor,
-    /// Where `process.private-file` writes.
-    pub tmpdir: PathBuf,
-    /// Log bytes the instance may still emit.
-    pub log_budget: u64,
-    /// `limits.private_files` and `limits.private_file_kib`, in bytes.
-    pub private_files_most: u64,
-    pub private_file_bytes_most: u64,
-    /// Network requests the host refused, so far: a failed call that caused one is a
-    /// denial, whatever the plugin's HTTP library made of the refusal.
-    pub net_denials: Arc<AtomicU64>,
-}
 
 pub struct PluginState {
     pub(super) wasi: WasiCtx,

@@ -2,7 +2,7 @@
 //! Finding the copies in it, and the manifest each names, must never panic.
 #![no_main]
 
-use backups::artifact::{copies_of, manifest_key, parse_key};
+use backups::store::objects::{copies_of, manifest_key, parse_key};
 use backups::runtime::bindings::ObjectInfo;
 use libfuzzer_sys::fuzz_target;
 

@@ -2,7 +2,7 @@
 //! Decrypting and decompressing it must end in data or an error, never a panic or a hang.
 #![no_main]
 
-use backups::crypto::Keys;
+use backups::codec::openpgp::Keys;
 use libfuzzer_sys::fuzz_target;
 use std::io::Read;
 

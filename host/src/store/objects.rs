@@ -1,0 +1,210 @@
+//! Object names and manifests.
+//!
+//! An artifact is stored as `{hostname}/{yyyy-mm-dd}/{HHMMSS}Z/{id}.{kind}.gz[.gpg]` (the
+//! suffixes are the codecs', see `codec`), the
+//! legacy layout with the run's time as one more folder so that several runs a day do not
+//! collide. Beside it, `{object}.manifest.json` says what it is. The manifest is written
+//! after the artifact, so an artifact with a manifest is a complete copy; retention and
+//! freshness count only those.
+
+use crate::codec::{Compression, Encryption};
+use crate::runtime::bindings::ObjectInfo;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// The object name of one source's artifact in one run.
+pub fn object_key(
+    hostname: &str,
+    started: Timestamp,
+    source_id: &str,
+    kind: &str,
+    (compression, encryption): (Compression, Encryption),
+) -> String {
+    let utc = started.to_zoned(jiff::tz::TimeZone::UTC);
+    format!(
+        "{hostname}/{}/{}Z/{source_id}.{kind}{}{}",
+        utc.strftime("%Y-%m-%d"),
+        utc.strftime("%H%M%S"),
+        compression.suffix(),
+        encryption.suffix()
+    )
+}
+
+pub fn manifest_key(object: &str) -> String {
+    format!("{object}{MANIFEST_SUFFIX}")
+}
+
+/// What is known about an artifact, stored beside it as JSON.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub manifest_version: u32,
+    pub job: String,
+    pub hostname: String,
+    pub run_id: String,
+    pub source_id: String,
+    pub source_name: String,
+    /// `tar`, `sql`, ...: what the decompressed stream is.
+    pub kind: String,
+    pub object: String,
+    /// RFC 3339, UTC: when the run started.
+    pub created: String,
+    /// Size and sha256 of the stored object (the ciphertext when encrypted).
+    pub size: u64,
+    pub sha256: String,
+    /// Bytes the source produced, before compression.
+    pub bytes_in: u64,
+    pub compression: String,
+    /// `openpgp-passphrase`, `openpgp-recipients` or `none`.
+    pub encryption: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    pub tool: String,
+}
+
+/// The most a manifest may hold (ours are under 2 KiB): a destination that serves a
+/// bigger one is refused before it costs the host memory.
+pub const MANIFEST_MAX_BYTES: u64 = 64 * 1024;
+
+/// Reads and parses the manifest stored under `key`, capped at [`MANIFEST_MAX_BYTES`].
+pub async fn read_manifest(
+    instance: &mut crate::runtime::Instance,
+    key: &str,
+    scratch: &std::path::Path,
+) -> anyhow::Result<Manifest> {
+    let shown = crate::text::for_terminal(key, 300);
+    let bytes = instance
+        .get_bytes(key, scratch, MANIFEST_MAX_BYTES)
+        .await
+        .map_err(|e| anyhow::anyhow!("fetching {shown}: {e}"))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("{shown}: not a backups manifest: {e}"))
+}
+
+/// One complete copy of a source at a destination, found by listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCopy {
+    pub object: String,
+    pub manifest: String,
+    pub created: Timestamp,
+    pub size: u64,
+}
+
+/// Parses `{hostname}/{date}/{time}Z/{id}.{rest}` into (source id, run time).
+pub fn parse_key(hostname: &str, key: &str) -> Option<(String, Timestamp)> {
+    // Our names hold no control characters; a listed name with one is not ours, and must
+    // never reach a terminal as a copy.
+    if key.chars().any(char::is_control) {
+        return None;
+    }
+    let rest = key.strip_prefix(hostname)?.strip_prefix('/')?;
+    let mut parts = rest.splitn(3, '/');
+    let (date, time, file) = (parts.next()?, parts.next()?, parts.next()?);
+    if file.contains('/') {
+        return None;
+    }
+    let time = time.strip_suffix('Z')?;
+    // Names come from a plugin's listing: check before slicing (a multi-byte character
+    // would make the byte ranges below panic).
+    if time.len() != 6 || date.len() != 10 || !time.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let stamp: Timestamp = format!("{date}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6])
+        .parse()
+        .ok()?;
+    let id = file.split('.').next()?.to_string();
+    Some((id, stamp))
+}
+
+/// The complete copies of `source_id` in a listing, newest first. Artifacts without a
+/// manifest (an upload that did not finish) and objects of other layouts are not copies.
+pub fn copies_of(hostname: &str, source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
+    let keys: std::collections::HashSet<&str> = listing.iter().map(|o| o.key.as_str()).collect();
+    let mut copies: Vec<StoredCopy> = listing
+        .iter()
+        .filter(|o| !o.key.ends_with(MANIFEST_SUFFIX))
+        .filter_map(|o| {
+            let (id, created) = parse_key(hostname, &o.key)?;
+            let manifest = manifest_key(&o.key);
+            (id == source_id && keys.contains(manifest.as_str())).then(|| StoredCopy {
+                object: o.key.clone(),
+                manifest,
+                created,
+                size: o.size,
+            })
+        })
+        .collect();
+    copies.sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
+    copies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(key: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: key.into(),
+            size: 10,
+            modified: None,
+        }
+    }
+
+    #[test]
+    fn names_round_trip_through_parse() {
+        let t: Timestamp = "2026-11-22T02:03:04Z".parse().unwrap();
+        let key = object_key(
+            "db1.example.com",
+            t,
+            "etc",
+            "tar",
+            (Compression::Gzip, Encryption::OpenPgpPassphrase),
+        );
+        assert_eq!(key, "db1.example.com/2026-11-22/020304Z/etc.tar.gz.gpg");
+        assert_eq!(parse_key("db1.example.com", &key), Some(("etc".into(), t)));
+        assert_eq!(parse_key("other", &key), None);
+    }
+
+    #[test]
+    fn names_a_plugin_made_up_are_refused_not_panicked_on() {
+        for key in [
+            "h/2026-01-01/1é345Z/etc.tar.gz.gpg",
+            "h/2026-01-01/12:45Z/etc.tar.gz.gpg",
+            "h/2026-13-45/010000Z/etc.tar.gz.gpg",
+            "h/2026-01-01/010000Z/../../etc.tar.gz.gpg",
+            "h//010000Z/etc",
+            "h/",
+            "",
+        ] {
+            assert_eq!(parse_key("h", key), None, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn only_artifacts_with_manifests_count_newest_first() {
+        let listing = vec![
+            obj("h/2026-11-20/010000Z/etc.tar.gz.gpg"),
+            obj("h/2026-11-20/010000Z/etc.tar.gz.gpg.manifest.json"),
+            obj("h/2026-11-21/010000Z/etc.tar.gz.gpg"),
+            obj("h/2026-11-21/010000Z/etc.tar.gz.gpg.manifest.json"),
+            // interrupted upload: no manifest
+            obj("h/2026-11-22/010000Z/etc.tar.gz.gpg"),
+            // another source
+            obj("h/2026-11-22/010000Z/db.sql.gz.gpg"),
+            obj("h/2026-11-22/010000Z/db.sql.gz.gpg.manifest.json"),
+            // legacy layout, not ours to count
+            obj("h/2026-11-19/etc.tar.gpg"),
+        ];
+        let copies = copies_of("h", "etc", &listing);
+        let names: Vec<_> = copies.iter().map(|c| c.object.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "h/2026-11-21/010000Z/etc.tar.gz.gpg",
+                "h/2026-11-20/010000Z/etc.tar.gz.gpg"
+            ]
+        );
+    }
+}
