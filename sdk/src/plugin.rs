@@ -48,7 +48,8 @@ impl About {
     }
     /// Config keys holding secrets (dotted for nested keys, e.g. `credentials.password`):
     /// the host redacts their values from every log line, report and error. `env:NAME`
-    /// declares a granted environment variable's value secret (e.g. `env:CLIENT_KEY`).
+    /// declares a granted environment variable's value secret (e.g. `env:CLIENT_KEY`);
+    /// `KEY@userinfo` only the password a URL in `KEY` carries (`https://user:PASS@host`).
     pub fn secrets(mut self, keys: &[&str]) -> Self {
         self.secrets.extend(keys.iter().map(|k| k.to_string()));
         self

@@ -395,6 +395,10 @@ fn http_server(response: &'static str) -> (u16, std::sync::Arc<std::sync::atomic
             }
             let _ = stream.write_all(response.as_bytes());
             let _ = stream.shutdown(std::net::Shutdown::Write);
+            // Drain what else the client sent (a chunked empty body's terminator) until it
+            // closes: closing with unread bytes would reset the connection under its read.
+            let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+            while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
         }
     });
     (port, hits)

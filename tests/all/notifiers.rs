@@ -86,7 +86,9 @@ fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
                 json!({"id": "hipchat", "type": "hipchat", "url": format!("{base}/v2/room/7/notification")}),
             ),
             json!({"id": "ping", "type": "ping", "url": format!("{base}/ping/uuid-1"), "notify_on_start": 1}),
-            json!({"id": "prom", "type": "prometheus", "url": format!("http://127.0.0.1:{}/", pgw.port)}),
+            // A failed run pushes too only when asked (the legacy default is success only).
+            json!({"id": "prom", "type": "prometheus", "url": format!("http://127.0.0.1:{}/", pgw.port),
+                   "notify_on_failure": 1}),
         ],
     );
     let r = run(backups().arg("run").arg(&job));
@@ -385,7 +387,9 @@ fn delivered(outdir: &Path) -> Vec<serde_json::Value> {
 fn smtp_entry(id: &str, port: u16, password: &str, extra: serde_json::Value) -> serde_json::Value {
     let mut v = json!({"id": id, "type": "smtp", "host": "127.0.0.1", "port": port,
                        "credentials": {"username": "backups", "password": password},
-                       "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"});
+                       "success_to": "archive@example.com", "failure_to": "sysadmin@example.com",
+                       // smtp sends nothing unless asked, as in the legacy tool.
+                       "notify_on_success": 1, "notify_on_failure": 1});
     for (k, x) in extra.as_object().unwrap() {
         v[k] = x.clone();
     }

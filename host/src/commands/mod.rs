@@ -211,8 +211,20 @@ enum PluginsCommand {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The legacy tool's deployments export `BACKUPS_ALLOW_ROOT=` (empty) to mean "not
+    // set"; clap would refuse an empty boolean and so every command.
+    if std::env::var_os("BACKUPS_ALLOW_ROOT").is_some_and(|v| v.is_empty()) {
+        // SAFETY: no other thread exists yet (the async runtime starts below).
+        unsafe { std::env::remove_var("BACKUPS_ALLOW_ROOT") };
+    }
+    let (args, legacy) = legacy_invocation(std::env::args_os().collect());
+    let cli = Cli::parse_from(args);
     init_logging(cli.verbose, cli.quiet);
+    if let Some(job) = legacy {
+        tracing::info!(
+            "`backups {job}` is the legacy tool's form: running it as `backups run {job}`"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -310,6 +322,40 @@ pub fn main() -> ExitCode {
     // it for ever, so the process leaves it behind.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     result.unwrap_or_else(|e| fail(format!("{e:#}")))
+}
+
+/// The legacy tool's command line, `backups [-v] [-d] JOB.json` (its systemd units and
+/// Docker image call it so), as `backups [-v|-vv] run JOB.json`. Returns the arguments to
+/// parse, and the job file when the legacy form was used.
+fn legacy_invocation(args: Vec<std::ffi::OsString>) -> (Vec<std::ffi::OsString>, Option<String>) {
+    const COMMANDS: &[&str] = &[
+        "run", "check", "daemon", "status", "list", "verify", "restore", "plugins", "help",
+    ];
+    let positional: Vec<&std::ffi::OsString> = args
+        .iter()
+        .skip(1)
+        .filter(|a| !a.to_string_lossy().starts_with('-'))
+        .collect();
+    let [job] = positional[..] else {
+        return (args, None);
+    };
+    let shown = job.to_string_lossy().into_owned();
+    if COMMANDS.contains(&shown.as_str()) {
+        return (args, None);
+    }
+    let mut rewritten = vec![args[0].clone()];
+    for arg in &args[1..] {
+        match arg.to_str() {
+            // The legacy `-d` (debug) is our `-vv`.
+            Some("-d") => rewritten.push("-vv".into()),
+            _ if arg == job => {
+                rewritten.push("run".into());
+                rewritten.push(arg.clone());
+            }
+            _ => rewritten.push(arg.clone()),
+        }
+    }
+    (rewritten, Some(shown))
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

@@ -22,6 +22,11 @@ pub(super) fn plugins_list(job_path: Option<&Path>) -> Result<ExitCode> {
             Err(e) => println!("  {name:<12} BROKEN: {e:#}"),
         }
     }
+    // Every type a job may name: the legacy ones a plugin of another name serves too.
+    println!("also served (legacy types):");
+    for (kind, plugin) in Runtime::type_aliases() {
+        println!("  {kind:<12} by {plugin}");
+    }
     if let Some(path) = job_path {
         let job = Job::load(path)?;
         println!("named by {}:", path.display());

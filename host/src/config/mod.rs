@@ -80,14 +80,6 @@ impl Role {
             Role::Notifier => "notifier",
         }
     }
-    /// The legacy module namespace: `backups.sources.folder`.
-    fn legacy_module_prefix(self) -> &'static str {
-        match self {
-            Role::Source => "backups.sources.",
-            Role::Destination => "backups.destinations.",
-            Role::Notifier => "backups.notifications.",
-        }
-    }
 }
 
 impl std::fmt::Display for Role {
@@ -308,7 +300,8 @@ impl Job {
             None => PathBuf::from(DEFAULT_TMPDIR),
         };
         let modules = match root.get("modules") {
-            None => Vec::new(),
+            // `null` is the legacy tool's "the default list".
+            None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .iter()
                 .map(|v| string(v, &format!("{shown}: modules")))
@@ -473,10 +466,7 @@ impl Job {
     pub fn module_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         for module in &self.modules {
-            let used = self.entries().any(|e| {
-                module == &format!("{}{}", e.role.legacy_module_prefix(), e.kind)
-                    || legacy_alias(module).is_some_and(|m| m == e.kind)
-            });
+            let used = self.entries().any(|e| module_serves(module, &e.kind));
             if !used {
                 out.push(format!(
                     "{}: modules: {module:?} is listed but no entry uses it",
@@ -488,12 +478,16 @@ impl Job {
     }
 }
 
-/// Legacy module names whose last part differs from the `type` they serve.
-fn legacy_alias(module: &str) -> Option<&'static str> {
-    match module.rsplit('.').next()? {
-        "smtp" | "email" => Some("smtp"),
-        _ => None,
-    }
+/// Whether legacy module `module` (`backups.sources.folderssh`) serves entries of type
+/// `kind` (`folder-ssh`): the legacy names drop `-`, use `_` (`azure_managed_disk`) and say
+/// `postgresql` where our types say `pgsql`.
+fn module_serves(module: &str, kind: &str) -> bool {
+    let normal = |name: &str| {
+        name.replace(['-', '_'], "")
+            .replace("postgresql", "pgsql")
+            .replace("email", "smtp")
+    };
+    normal(module.rsplit('.').next().unwrap_or(module)) == normal(kind)
 }
 
 struct EntryContext<'a> {
@@ -621,12 +615,14 @@ impl EntryContext<'_> {
         };
         let retention_copies = map
             .get("retention_copies")
-            .map(|v| count(v, &self.at("retention_copies")))
-            .transpose()?;
+            .map(|v| retention_rule(v, &self.at("retention_copies")))
+            .transpose()?
+            .flatten();
         let retention_days = map
             .get("retention_days")
-            .map(|v| count(v, &self.at("retention_days")))
-            .transpose()?;
+            .map(|v| retention_rule(v, &self.at("retention_days")))
+            .transpose()?
+            .flatten();
         let min_copies = map
             .get("min_copies")
             .map(|v| count(v, &self.at("min_copies")))
@@ -710,7 +706,7 @@ impl EntryContext<'_> {
     fn encryption(&self, map: &Map<String, Value>) -> Result<Option<Encryption>> {
         let compress_only = map
             .get("compress_only")
-            .map(|v| flag(v, &self.at("compress_only")))
+            .map(|v| compress_only(v, &self.at("compress_only")))
             .transpose()?
             .unwrap_or(false);
         let recipients: Vec<String> = match map.get("recipients") {
@@ -823,6 +819,40 @@ fn flag(value: &Value, at: &str) -> Result<bool> {
     }
 }
 
+/// `compress_only` as the legacy tool read it (`config['compress_only'] == 1`): 1 or
+/// true stores the dump compressed and unencrypted, 0, false or null encrypts it. Any
+/// other value the legacy tool read as "encrypt" (a string "1" included), where a reader
+/// of the job file would read "do not": ambiguous about whether a backup is encrypted,
+/// so an error naming the key.
+fn compress_only(value: &Value, at: &str) -> Result<bool> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        Value::Null => Ok(false),
+        Value::Number(n) if n.as_f64() == Some(1.0) => Ok(true),
+        Value::Number(n) if n.as_f64() == Some(0.0) => Ok(false),
+        other => bail!(
+            "{at}: 1 (or true) stores the dump compressed but unencrypted, 0 (or false) \
+             encrypts it; {other} is ambiguous (the legacy tool encrypted for it): write 1 or 0"
+        ),
+    }
+}
+
+/// A legacy retention number: 0 or less is "no such rule", as the legacy tool read it
+/// (`if retention_days > 0: …`), not an error.
+fn retention_rule(value: &Value, at: &str) -> Result<Option<u32>> {
+    let n: i64 = match value {
+        Value::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("{at}: must be a whole number, found {n}"))?,
+        Value::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{at}: must be a whole number, found {s:?}"))?,
+        other => bail!("{at}: must be a whole number, found {}", json_kind(other)),
+    };
+    Ok(u32::try_from(n).ok().filter(|n| *n > 0))
+}
+
 fn count(value: &Value, at: &str) -> Result<u32> {
     match value {
         Value::Number(n) => n
@@ -909,8 +939,17 @@ pub fn secret_env_values(secret_keys: &[String], granted_env: &[String]) -> Vec<
         .collect()
 }
 
-/// The value of one secret key (a dotted path), if set.
+/// The value of one secret key (a dotted path), if set. `url@userinfo` names only the
+/// password a URL carries (`https://user:PASS@host/`): the rest of that URL (its host,
+/// which `check` prints in the grants) is no secret.
 fn secret_value(config: &Map<String, Value>, key: &str) -> Option<String> {
+    if let Some(key) = key.strip_suffix("@userinfo") {
+        let url = secret_value(config, key)?;
+        let authority = url.split_once("://")?.1.split('/').next()?;
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        let secret = userinfo.split_once(':').map_or(userinfo, |(_, pass)| pass);
+        return (!secret.is_empty()).then(|| secret.to_string());
+    }
     let mut parts = key.split('.');
     let mut cur = parts.next().and_then(|p| config.get(p));
     for p in parts {

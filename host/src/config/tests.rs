@@ -66,7 +66,7 @@ fn notifications_without_id_get_one_from_their_type() {
 #[test]
 fn errors_name_the_file_and_key() {
     let mut v = minimal();
-    v["destinations"][0]["retention_days"] = json!(-3);
+    v["destinations"][0]["retention_days"] = json!("a week");
     let err = parse(v).unwrap_err().to_string();
     assert!(
         err.contains("/etc/backups/job.json: destinations[0].retention_days"),
@@ -161,4 +161,64 @@ fn notifiers_get_a_short_call_limit_unless_they_set_one() {
         job.sources[0].limits.call_seconds,
         Limits::default().call_seconds
     );
+}
+
+#[test]
+fn legacy_retention_zero_or_less_is_no_rule_and_null_modules_are_the_default() {
+    let mut v = minimal();
+    v["destinations"][0]["retention_days"] = json!(-1);
+    v["destinations"][0]["retention_copies"] = json!("0");
+    v["modules"] = json!(null);
+    let job = parse(v).unwrap();
+    assert_eq!(job.destinations[0].retention_days, None);
+    assert_eq!(job.destinations[0].retention_copies, None);
+    assert!(job.modules.is_empty());
+}
+
+#[test]
+fn legacy_module_names_serve_their_types() {
+    for (module, kind) in [
+        ("backups.sources.postgresql", "pgsql"),
+        ("backups.sources.folderssh", "folder-ssh"),
+        ("backups.sources.mysqlssh", "mysql-ssh"),
+        ("backups.sources.lvmssh", "lvm-ssh"),
+        ("backups.sources.rdspostgresql", "rds-pgsql"),
+        ("backups.sources.azure_managed_disk", "azure-managed-disk"),
+        ("backups.notifications.email", "smtp"),
+        ("backups.destinations.s3", "s3"),
+    ] {
+        assert!(module_serves(module, kind), "{module} → {kind}");
+    }
+    assert!(!module_serves("backups.sources.mysql", "pgsql"));
+}
+
+#[test]
+fn a_url_secret_by_userinfo_hides_the_password_not_the_host() {
+    let config =
+        json!({"url": "https://elastic:s3cr3t@es.example.com:9200/x", "plain": "http://es:9200"});
+    let map = config.as_object().unwrap();
+    assert_eq!(
+        secret_values(map, &["url@userinfo".into(), "plain@userinfo".into()]),
+        vec!["s3cr3t".to_string()]
+    );
+}
+
+#[test]
+fn compress_only_means_what_the_legacy_tool_read_and_refuses_the_ambiguous() {
+    for (value, unencrypted) in [(json!(1), true), (json!(true), true), (json!(0), false)] {
+        let mut v = minimal();
+        v["sources"][0]["compress_only"] = value.clone();
+        let job = parse(v).unwrap();
+        assert_eq!(
+            matches!(job.sources[0].encryption, Some(Encryption::None)),
+            unencrypted,
+            "{value}"
+        );
+    }
+    for value in [json!("1"), json!("yes"), json!(2)] {
+        let mut v = minimal();
+        v["sources"][0]["compress_only"] = value.clone();
+        let err = parse(v).unwrap_err().to_string();
+        assert!(err.contains("sources[0].compress_only"), "{value}: {err}");
+    }
 }

@@ -125,6 +125,11 @@ impl Runtime {
     }
 
     /// The names of the plugins compiled into this binary.
+    /// Job-file types served by an embedded plugin of another name: (type, plugin).
+    pub fn type_aliases() -> &'static [(&'static str, &'static str)] {
+        embedded::ALIASES
+    }
+
     pub fn embedded_names() -> Vec<&'static str> {
         embedded::PLUGINS.iter().map(|(name, _)| *name).collect()
     }
@@ -236,6 +241,23 @@ impl Runtime {
                         g.dir.display()
                     )
                 })?;
+                // A write grant's directory that does not exist yet is made, private, as
+                // the legacy tool's local destination made its path (`os.makedirs`).
+                if perms == FsPerms::ReadWrite && !g.dir.exists() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(&g.dir)
+                        .with_context(|| {
+                            format!("{}: creating granted path {}", setup.label, g.dir.display())
+                        })?;
+                    tracing::info!(
+                        "{}: created {} (mode 0700): the granted path did not exist",
+                        setup.label,
+                        g.dir.display()
+                    );
+                }
                 // A grant is judged by where it leads (symlinks resolved): one of a
                 // pseudo-filesystem or of the host's own directories is refused outright.
                 if let Some(why) = std::fs::File::open(&g.path)

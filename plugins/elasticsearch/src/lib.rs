@@ -113,7 +113,8 @@ impl Plugin for Elasticsearch {
         )
         .version(env!("CARGO_PKG_VERSION"))
         .keys(&["url", "credentials", "indexpattern"])
-        .secrets(&["credentials.password", "url"])
+        // Only the password a URL may carry: its host is what `check` shows in the grant.
+        .secrets(&["credentials.password", "url@userinfo"])
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {

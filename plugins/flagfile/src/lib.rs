@@ -9,7 +9,8 @@
 //! | `flagfile` | the file to write (`filename` is accepted too, as the legacy README's table named it) |
 //!
 //! After a run in which every source reached every destination, the file is rewritten
-//! with the run's id and time, so its mtime is the time of the last good backup. Monitoring
+//! holding `OK` (as the legacy tool wrote it: checks that read the file keep working), so
+//! its mtime is the time of the last good backup. Monitoring
 //! then alerts on the file's age (the legacy README's `file_age_secs` over SNMP, or
 //! node_exporter's textfile collector). A failed run leaves the file alone — which is the
 //! point: its age keeps growing.
@@ -81,11 +82,7 @@ impl Notifier for FlagFile {
         if report.kind != ReportKind::Run || !report.success {
             return Ok(());
         }
-        let contents = format!(
-            "job={} run={} finished_at={}\n",
-            report.job, report.run_id, report.finished_at
-        );
-        std::fs::write(&self.path, contents)
+        std::fs::write(&self.path, "OK")
             .map_err(|e| PluginError::from_io(&e, format!("writing {}", self.path.display())))
     }
 }

@@ -65,6 +65,9 @@ impl Plugin for Prometheus {
         .version(env!("CARGO_PKG_VERSION"))
         .keys(&["url", "credentials", "username", "password"])
         .secrets(&["credentials.password", "password"])
+        // As the legacy tool: pushed after a successful run only (a failed run's push of
+        // `backups_last_run_success 0` needs `"notify_on_failure": 1`).
+        .notify_by_default(true, false)
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {

@@ -143,6 +143,9 @@ impl Plugin for Smtp {
                 "from",
             ])
             .secrets(&["credentials.password", "password"])
+            // As the legacy tool's base class: no mail unless notify_on_success /
+            // notify_on_failure ask for it.
+            .notify_by_default(false, false)
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {

@@ -159,13 +159,11 @@ impl Dump {
         }
         args.extend(["--routines", "--triggers", "--hex-blob"].map(String::from));
         args.extend(self.extra.iter().cloned());
-        match self.databases.as_slice() {
-            [] => {}
-            [one] => args.extend(["--".to_string(), one.clone()]),
-            many => {
-                args.extend(["--databases".to_string(), "--".to_string()]);
-                args.extend(many.iter().cloned());
-            }
+        // `--databases` for one database too, as the legacy tool passed it: the dump then
+        // carries `CREATE DATABASE` and `USE`, and restores with a plain `mysql < dump`.
+        if !self.databases.is_empty() {
+            args.extend(["--databases".to_string(), "--".to_string()]);
+            args.extend(self.databases.iter().cloned());
         }
         args
     }

@@ -1,0 +1,225 @@
+//! Legacy job files and command lines behave as the legacy tool's did (issue 19): each
+//! test names the legacy behaviour it keeps.
+
+use crate::support;
+
+use serde_json::json;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use support::*;
+
+#[test]
+fn the_legacy_command_line_runs_the_job_and_an_empty_allow_root_means_unset() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "legacy").unwrap();
+    let job = job_to_local_disk(
+        work.path(),
+        vec![json!({"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"})],
+    );
+
+    // `backups -v JOB.json`, as the legacy tool's systemd units and Docker image call it.
+    let r = run(backups().arg("-v").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("legacy tool's form"), "{}", r.stderr);
+    assert_eq!(artifacts(&work.path().join("dest")).len(), 1);
+    // Its `-d` (debug) is accepted too.
+    let r = run(backups().arg("-d").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    // `BACKUPS_ALLOW_ROOT=` (set, empty) is "not set": commands work, and root is refused
+    // as it is without the variable (these tests run as root).
+    let r = run(backups()
+        .env("BACKUPS_ALLOW_ROOT", "")
+        .arg("check")
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let r = run(backups().env("BACKUPS_ALLOW_ROOT", "").arg("run").arg(&job));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(r.stderr.contains("refusing to run as root"), "{}", r.stderr);
+}
+
+#[test]
+fn a_local_destination_whose_path_does_not_exist_is_created_private() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "data").unwrap();
+    // The legacy tool's local destination ran os.makedirs on its path.
+    let dest = work.path().join("not/yet/there");
+    let job = write_job(
+        work.path(),
+        &json!({"hostname": "h", "tmpdir": work.path().join("tmp"),
+                "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
+    );
+    // `check` touches nothing.
+    assert_eq!(run(backups().arg("check").arg(&job)).code, 0);
+    assert!(!dest.exists());
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stderr.contains("the granted path did not exist"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        fs::metadata(&dest).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(artifacts(&dest).len(), 1);
+}
+
+#[test]
+fn legacy_retention_zeros_null_modules_and_module_names_are_accepted_quietly() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let dest = w.join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let job = write_job(
+        w,
+        &json!({"hostname": "h", "tmpdir": w.join("tmp"),
+                "modules": ["backups.sources.postgresql", "backups.sources.folder",
+                            "backups.destinations.local"],
+                "sources": [
+                    {"id": "db", "type": "pgsql", "dbhost": "127.0.0.1", "dbname": "postgres",
+                     "passphrase": "pw-pw-pw"},
+                    {"id": "files", "type": "folder", "path": w, "passphrase": "pw-pw-pw"}],
+                "destinations": [{"id": "disk", "type": "local", "path": dest,
+                                  "retention_days": 0, "retention_copies": "-1"}]}),
+    );
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        !r.all().contains("listed but no entry uses it"),
+        "{}",
+        r.all()
+    );
+    // Zero and less mean "no such rule", as the legacy tool read them.
+    assert!(r.stdout.contains("keep every copy"), "{}", r.stdout);
+
+    // `"modules": null` is the legacy "default list".
+    let mut v: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&job).unwrap()).unwrap();
+    v["modules"] = serde_json::Value::Null;
+    let job = write_job(w, &v);
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains("modules"), "{}", r.all());
+}
+
+#[test]
+fn plugins_list_names_every_type_a_job_may_use_aliases_included() {
+    let r = run(backups().args(["plugins", "list"]));
+    assert_eq!(r.code, 0, "{}", r.all());
+    for (kind, plugin) in [
+        ("slack", "webhook"),
+        ("discord", "webhook"),
+        ("hipchat", "webhook"),
+        ("minio", "s3"),
+        ("rds-pgsql", "rds"),
+    ] {
+        assert!(
+            r.stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(kind) && l.ends_with(&format!("by {plugin}"))),
+            "{kind}: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn check_shows_the_elasticsearch_host_and_hides_only_the_urls_password() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    fs::create_dir_all(&src).unwrap();
+    let mut v = json!({"hostname": "h", "tmpdir": w.join("tmp"),
+        "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+        "destinations": [{"id": "disk", "type": "local", "path": w.join("dest")}],
+        "notifications": [{"id": "logs", "type": "elasticsearch",
+                           "url": "https://elastic:es-pass-123@es.example.com:9200",
+                           "indexpattern": "backups-%Y"}]});
+    let job = write_job(w, &v);
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("es.example.com:9200"), "{}", r.stdout);
+    assert!(!r.all().contains("es-pass-123"), "{}", r.all());
+    v["notifications"][0]["url"] = json!("https://es.example.com:9200");
+    let job = write_job(w, &v);
+    let r = run(backups().arg("check").arg(&job));
+    assert!(!r.stdout.contains("[REDACTED]"), "{}", r.stdout);
+}
+
+#[test]
+fn smtp_sends_nothing_and_prometheus_pushes_no_failure_unless_asked() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let mail = w.join("mail");
+    let smtp = smtpd(&mail, "plain", None);
+    let pgw = pushgateway();
+    let src = w.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), "data").unwrap();
+    let job = write_job(
+        w,
+        &json!({"hostname": "h", "tmpdir": w.join("tmp"),
+            "sources": [{"id": "etc", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+            "destinations": [{"id": "disk", "type": "local", "path": w.join("dest")}],
+            "notifications": [
+                {"id": "mail", "type": "smtp", "host": "127.0.0.1", "port": smtp.port,
+                 "credentials": {"username": "backups", "password": "relay-pass-123"},
+                 "success_to": "archive@example.com", "failure_to": "sysadmin@example.com"},
+                {"id": "prom", "type": "prometheus",
+                 "url": format!("http://127.0.0.1:{}/", pgw.port)}]}),
+    );
+    let metrics = || http_text(&format!("http://127.0.0.1:{}/metrics", pgw.port));
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        fs::read_dir(&mail).unwrap().count(),
+        0,
+        "no notify_on_*: no mail"
+    );
+    let pushed = metrics();
+    assert!(pushed.contains("backups_last_run_success"), "{pushed}");
+
+    // A failed run: no mail, and no push (the success's metrics stay as they were).
+    fs::remove_dir_all(&src).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(fs::read_dir(&mail).unwrap().count(), 0);
+    let after = metrics();
+    let success_line = |m: &str| {
+        m.lines()
+            .find(|l| l.starts_with("backups_last_run_success{"))
+            .map(str::to_string)
+    };
+    assert_eq!(success_line(&after), success_line(&pushed));
+    assert!(success_line(&after).unwrap().ends_with(" 1"));
+}
+
+#[test]
+fn an_ambiguous_compress_only_is_refused_naming_the_key() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    fs::create_dir_all(&src).unwrap();
+    // The legacy tool read `"1"` (a string) as "encrypt", a reader as "do not": refused.
+    let job = job_to_local_disk(
+        w,
+        vec![json!({"id": "files", "type": "folder", "path": src,
+                    "passphrase": "pw-pw-pw", "compress_only": "1"})],
+    );
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("sources[0].compress_only"),
+        "{}",
+        r.stderr
+    );
+    assert!(artifacts(&w.join("dest")).is_empty());
+}
