@@ -16,6 +16,8 @@
 # BEFORE_FOLDER=path/to/backups_plugin_folder.wasm adds a row for that build of the folder
 # plugin (loaded as a third-party plugin by the same host, same corpus, same runs): a
 # change to the folder source is measured before and after in one run.
+# BEFORE_BIN=path/to/an/older/backups adds a row for that binary on the same folder job
+# (its own embedded plugins): a change to the host, before and after in one run.
 #
 # A benchmark, not a test: numbers depend on the machine and its load; compare the ratios
 # of one run. BENCH_DIR (default /var/tmp/backups-bench) holds the corpus (kept between
@@ -144,7 +146,7 @@ warm_corpus() {
 backups_once() { # JOB [-v]
   rm -rf "$OUT" "$TMP" && mkdir -p "$OUT" "$TMP"
   warm_corpus
-  measure "$BIN" "${2:--q}" --allow-root run "$WORK/$1.json"
+  measure "${RUN_BIN:-$BIN}" "${2:--q}" --allow-root run "$WORK/$1.json"
 }
 
 pipeline_once() {
@@ -166,9 +168,11 @@ backups_once native >/dev/null
 pipeline_once >/dev/null
 
 [ -n "${BEFORE_FOLDER:-}" ] && backups_once before >/dev/null
-declare -a B S N P R D O
+[ -n "${BEFORE_BIN:-}" ] && RUN_BIN="$BEFORE_BIN" backups_once folder >/dev/null
+declare -a B S N P R D O H
 for _ in $(seq "$RUNS"); do
   [ -n "${BEFORE_FOLDER:-}" ] && O+=("$(backups_once before)")
+  [ -n "${BEFORE_BIN:-}" ] && H+=("$(RUN_BIN="$BEFORE_BIN" backups_once folder)")
   B+=("$(KEEP_STDERR="$WORK/folder-run.log" backups_once folder -v)")
   S+=("$(dump_seconds "$WORK/folder-run.log")")
   N+=("$(backups_once native)")
@@ -207,6 +211,10 @@ row() { printf '%-46s %9s %9s %13s %11s\n' "$@"; }
 row "" "seconds" "MB/s" "peak RSS MiB" "output MiB"
 row "backups run (folder plugin → local)" "$b_s" "$(mbps "$b_s")" "$((b_rss >> 10))" "$((artifact >> 20))"
 row "  of which the dump, to the encrypted file" "$s_s" "$(mbps "$s_s")" "" ""
+if [ -n "${BEFORE_BIN:-}" ]; then
+  read -r h_s h_rss < <(printf '%s\n' "${H[@]}" | best)
+  row "  the same, binary \$BEFORE_BIN" "$h_s" "$(mbps "$h_s")" "$((h_rss >> 10))" ""
+fi
 if [ -n "${BEFORE_FOLDER:-}" ]; then
   read -r o_s o_rss < <(printf '%s\n' "${O[@]}" | best)
   row "  the same, folder plugin of \$BEFORE_FOLDER" "$o_s" "$(mbps "$o_s")" "$((o_rss >> 10))" ""

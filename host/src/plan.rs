@@ -321,23 +321,7 @@ impl JobPlan {
                     }
                     Role::Destination => {
                         let policy = retention::Policy::for_entry(e);
-                        out += &format!(
-                            "    retention: {}\n",
-                            if policy.is_keep_all() {
-                                "keep every copy (no retention_copies / retention_days)".to_string()
-                            } else {
-                                let n = |v: Option<u32>| v.map_or("-".into(), |c| c.to_string());
-                                format!(
-                                    "copies {}, days {}, daily {}, weekly {}, monthly {}; never fewer than {}",
-                                    n(policy.copies),
-                                    n(policy.days),
-                                    n(policy.daily),
-                                    n(policy.weekly),
-                                    n(policy.monthly),
-                                    policy.min_copies
-                                )
-                            }
-                        );
+                        out += &format!("    retention: {}\n", policy.in_words());
                     }
                     Role::Notifier => {
                         out += &format!(

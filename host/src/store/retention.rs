@@ -4,10 +4,12 @@
 //! The rules, in order of strength:
 //! 1. Never delete the newest copy, and never go below `min_copies`, however old the
 //!    copies are: backups that stop arriving must not be followed by backups that vanish.
-//! 2. Keep the newest `retention_copies`, every copy younger than `retention_days`, and
-//!    the newest copy of each of the last `keep_daily` days, `keep_weekly` ISO weeks and
-//!    `keep_monthly` months (UTC): a copy kept by any rule is kept.
-//! 3. With none of these keys set, keep everything.
+//! 2. The legacy keys, as the legacy tool applied them: a copy beyond the newest
+//!    `retention_copies` *or* older than `retention_days` goes (with both set, a copy is
+//!    kept when it is among the newest N *and* at most D days old).
+//! 3. The newest copy of each of the last `keep_daily` days, `keep_weekly` ISO weeks and
+//!    `keep_monthly` months (UTC) is kept: a copy these or the legacy keys keep is kept.
+//! 4. With none of these keys set, keep everything.
 //!
 //! `min_copies` defaults to 3, or to `retention_copies` when that asks for fewer.
 //!
@@ -60,6 +62,52 @@ impl Policy {
             weekly: entry.keep_weekly,
             monthly: entry.keep_monthly,
         }
+    }
+
+    /// The effective policy in words, for `check`: "keeps the newest 7 copies that are at
+    /// most 30 days old, never fewer than 3".
+    pub fn in_words(&self) -> String {
+        if self.is_keep_all() {
+            return "keep every copy (no retention_copies / retention_days)".into();
+        }
+        let plural = |n: u32, one: &str, many: &str| {
+            if n == 1 {
+                format!("1 {one}")
+            } else {
+                format!("{n} {many}")
+            }
+        };
+        let mut rules = Vec::new();
+        match (self.copies, self.days) {
+            (Some(n), Some(d)) => rules.push(format!(
+                "the newest {} that are at most {} old",
+                plural(n, "copy", "copies"),
+                plural(d, "day", "days")
+            )),
+            (Some(n), None) => rules.push(format!("the newest {}", plural(n, "copy", "copies"))),
+            (None, Some(d)) => rules.push(format!(
+                "the copies at most {} old",
+                plural(d, "day", "days")
+            )),
+            (None, None) => {}
+        }
+        for (n, period) in [
+            (self.daily, ("day", "days")),
+            (self.weekly, ("week", "weeks")),
+            (self.monthly, ("month", "months")),
+        ] {
+            if let Some(n) = n {
+                rules.push(format!(
+                    "the newest copy of each of the last {}",
+                    plural(n, period.0, period.1)
+                ));
+            }
+        }
+        format!(
+            "keeps {}, never fewer than {} nor the newest",
+            rules.join(", and "),
+            self.min_copies.max(1)
+        )
     }
 
     pub fn is_keep_all(&self) -> bool {
@@ -135,11 +183,16 @@ pub fn decide(
             floor_kept += 1;
         }
         let within_floor = in_floor || by_period.contains(&i) || copy.object == safeguards.current;
-        let within_count = i < by_count;
-        let within_days = policy.days.is_some_and(|d| {
-            now.duration_since(copy.created) < SignedDuration::from_hours(24 * d as i64)
-        });
-        if within_floor || within_count || within_days {
+        // The legacy keys: each set one must keep the copy (a missing one does not vote).
+        let within_count = policy.copies.map(|_| i < by_count);
+        let within_days = policy
+            .days
+            .map(|d| now.duration_since(copy.created) < SignedDuration::from_hours(24 * d as i64));
+        let legacy_keeps = match (within_count, within_days) {
+            (None, None) => false,
+            (count, days) => count.unwrap_or(true) && days.unwrap_or(true),
+        };
+        if within_floor || legacy_keeps {
             decision.keep.push(copy);
         } else {
             decision.delete.push(copy);
@@ -359,7 +412,8 @@ mod tests {
     }
 
     #[test]
-    fn either_rule_keeps_a_copy() {
+    fn the_legacy_keys_together_keep_what_both_keep() {
+        // The legacy tool deleted a copy beyond the newest N *or* older than D days.
         let now = Timestamp::now();
         let d = decide_all(
             &Policy {
@@ -371,6 +425,61 @@ mod tests {
             [0, 1, 5, 9, 12].into_iter().map(|a| copy(a, now)).collect(),
             now,
         );
-        assert_eq!(ages(&d.keep, now), [0, 1, 5]);
+        assert_eq!(ages(&d.keep, now), [0, 1]);
+        // A nightly job with 7 copies / 30 days keeps 7, not 30.
+        let d = decide_all(
+            &Policy {
+                copies: Some(7),
+                days: Some(30),
+                min_copies: 3,
+                ..Policy::default()
+            },
+            (0..30).map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(d.keep.len(), 7);
+        // The floor still holds when both would delete everything.
+        let d = decide_all(
+            &Policy {
+                copies: Some(7),
+                days: Some(30),
+                min_copies: 3,
+                ..Policy::default()
+            },
+            (40..50).map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert_eq!(ages(&d.keep, now), [40, 41, 42]);
+    }
+
+    #[test]
+    fn the_policy_reads_as_it_acts() {
+        let p = Policy {
+            copies: Some(7),
+            days: Some(30),
+            min_copies: 3,
+            ..Policy::default()
+        };
+        assert_eq!(
+            p.in_words(),
+            "keeps the newest 7 copies that are at most 30 days old, never fewer than 3 nor the newest"
+        );
+    }
+
+    #[test]
+    fn a_copy_the_new_keys_keep_is_kept_whatever_the_legacy_keys_say() {
+        let now = Timestamp::now();
+        let d = decide_all(
+            &Policy {
+                copies: Some(1),
+                monthly: Some(3),
+                min_copies: 1,
+                ..Policy::default()
+            },
+            [0, 1, 40, 75].into_iter().map(|a| copy(a, now)).collect(),
+            now,
+        );
+        assert!(ages(&d.keep, now).contains(&0));
+        assert!(ages(&d.keep, now).len() >= 2, "{:?}", ages(&d.keep, now));
     }
 }
