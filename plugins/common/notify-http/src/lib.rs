@@ -3,8 +3,7 @@
 
 use backups_sdk::{Outcome, PluginError, Report, ReportKind, Result};
 use std::time::Duration;
-use wstd::http::body::util::Empty;
-use wstd::http::{Body, Client, Request};
+use wstd::http::Client;
 
 /// Per request: a notification that takes longer is a failed notification, and the run
 /// has better things to do than wait for a chat service.
@@ -25,23 +24,7 @@ pub fn send(
     headers: &[(&str, String)],
     body: Vec<u8>,
 ) -> Result<Response> {
-    // With its length, not chunked: not every webhook endpoint decodes chunked bodies.
-    let mut request = Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-length", body.len().to_string());
-    for (name, value) in headers {
-        request = request.header(*name, value.as_str());
-    }
-    // An empty body is sent without a write: with `content-length: 0` the host may already
-    // have closed the body's stream, and a write (even of nothing) then fails the request.
-    let body = if body.is_empty() {
-        Body::from_http_body(Empty::<&'static [u8]>::new())
-    } else {
-        Body::from(body)
-    };
-    let request = request
-        .body(body)
+    let request = backups_storage_http::request_with_length(method, url, headers, body)
         .map_err(|e| PluginError::invalid_config(format!("url: {url:?}: {e}")))?;
     let mut client = Client::new();
     client.set_connect_timeout(TIMEOUT);

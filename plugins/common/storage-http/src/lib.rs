@@ -93,14 +93,15 @@ pub fn send_to(
     exchange(method, url, headers, body, Some(sink))
 }
 
-fn exchange(
+/// A request with `headers` and all of `body`, always with its length: providers refuse
+/// chunked uploads (B2 requires Content-Length) and not every webhook endpoint decodes
+/// chunked bodies. The notifiers' requests are built here too (`backups-notify-http`).
+pub fn request_with_length(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
     body: Vec<u8>,
-    sink: Option<&mut dyn Write>,
-) -> Result<Reply> {
-    // Always with a length: providers refuse chunked uploads (B2 requires Content-Length).
+) -> std::result::Result<Request<Body>, String> {
     let mut request = Request::builder()
         .method(method)
         .uri(url)
@@ -115,8 +116,17 @@ fn exchange(
     } else {
         Body::from(body)
     };
-    let request = request
-        .body(body)
+    request.body(body).map_err(|e| e.to_string())
+}
+
+fn exchange(
+    method: &str,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Vec<u8>,
+    sink: Option<&mut dyn Write>,
+) -> Result<Reply> {
+    let request = request_with_length(method, url, headers, body)
         .map_err(|e| PluginError::permanent(format!("{method} {}: {e}", peer(url))))?;
     let mut client = Client::new();
     client.set_connect_timeout(CONNECT_TIMEOUT);
