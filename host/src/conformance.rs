@@ -9,9 +9,9 @@
 use crate::config::{Limits, Role};
 use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::redact::Redactor;
-use crate::runtime::bindings::{About, Context, ErrorKind};
-use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Origin, Runtime, sink};
-use crate::session::Scratch;
+use crate::runtime::bindings::{About, ErrorKind};
+use crate::runtime::{CallError, Instance, LoadedPlugin, Origin, Runtime, sink};
+use crate::session::{Failed, Session, Start};
 use anyhow::{Context as _, Result};
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
@@ -51,15 +51,18 @@ pub async fn run(
     options: &Options,
     report: &mut dyn FnMut(&Check),
 ) -> Result<Vec<Check>> {
-    let scratch = Scratch::new(&std::env::temp_dir())?;
+    // Shared with the session: secrets added once the plugin has described itself are
+    // redacted from its instances' logs too.
+    let redactor = Redactor::new();
+    let session = Session::for_kit(runtime, &redactor)?;
     let mut kit = Kit {
         runtime,
         plugin,
         options,
         config_json: String::new(),
         secret_keys: Vec::new(),
-        redactor: Redactor::new(),
-        scratch: &scratch,
+        redactor,
+        session: &session,
         checks: Vec::new(),
         report,
     };
@@ -104,7 +107,8 @@ struct Kit<'a> {
     /// The plugin's `secret_keys`: `env:NAME` ones are redacted once the grants are known.
     secret_keys: Vec<String>,
     redactor: Redactor,
-    scratch: &'a Scratch,
+    /// The one door to a running instance, as in a job's run.
+    session: &'a Session<'a>,
     checks: Vec<Check>,
     report: &'a mut dyn FnMut(&Check),
 }
@@ -163,28 +167,20 @@ impl Kit<'_> {
         }
     }
 
-    fn context(&self) -> Context {
-        Context {
-            job: "conformance".into(),
-            run_id: unique(),
-            hostname: "conformance-kit".into(),
-            started_at: jiff::Timestamp::now().as_second().max(0) as u64,
-            entry_id: "plugin-under-test".into(),
-        }
-    }
-
-    fn setup(&self, grants: Grants) -> InstanceSetup {
-        InstanceSetup {
+    /// What the kit starts: the plugin under test, with `grants`. A kit run must end: an
+    /// hour per call is plenty for the streamed object.
+    fn start(&self, grants: Grants) -> Start<'_> {
+        Start {
+            plugin: self.plugin,
             label: format!("conformance {}", self.plugin.origin),
             grants,
-            // A kit run must end: an hour per call is plenty for the streamed object.
             limits: Limits {
                 call_seconds: 3600,
                 total_seconds: 4 * 3600,
                 ..Limits::default()
             },
-            tmpdir: self.scratch.dir.clone(),
-            redactor: self.redactor.clone(),
+            entry_id: "plugin-under-test",
+            config_json: &self.config_json,
         }
     }
 
@@ -222,10 +218,14 @@ impl Kit<'_> {
             &self.secret_keys,
             &grants.env,
         ));
-        let setup = self.setup(grants);
-        let mut instance = self.runtime.instantiate(self.plugin, setup).await?;
-        let configured = instance.configure(&self.context(), &self.config_json).await;
-        Ok(self.expect_ok("configure", configured).map(|()| instance))
+        match self.session.start(self.start(grants)).await {
+            Ok(instance) => Ok(Some(instance)),
+            Err(Failed::Instantiating(e)) => Err(e),
+            Err(Failed::Configuring(e)) => {
+                self.record("configure", false, e.to_string());
+                Ok(None)
+            }
+        }
     }
 
     /// Checks `describe`; gives what the plugin says it is.
@@ -280,7 +280,7 @@ impl Kit<'_> {
                 seen.err()
                     .unwrap_or_else(|| format!("listed with exactly {} bytes", object.size)),
             );
-            let back = self.scratch.dir.join("got");
+            let back = self.session.dir().join("got");
             let got = dest.get_to_file(&object.key, &back, object.size).await;
             if self.expect_ok(&name, got).is_none() {
                 continue;
@@ -369,7 +369,7 @@ impl Kit<'_> {
             }
             Err(e) => self.record("delete missing", false, format!("must be ok: {e}")),
         }
-        let back = self.scratch.dir.join("missing");
+        let back = self.session.dir().join("missing");
         match dest.get_to_file(missing, &back, 1 << 20).await {
             Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
                 self.record("get missing", true, "typed not-found")
@@ -455,7 +455,7 @@ impl Kit<'_> {
             ("empty", 0),
             ("large", self.options.large_bytes),
         ] {
-            let path = self.scratch.dir.join(what);
+            let path = self.session.dir().join(what);
             let sha256 = write_pseudo_random(&path, size)?;
             out.push(Sample {
                 what: format!("{what} ({})", crate::report::human_bytes(size)),
@@ -532,14 +532,11 @@ impl Kit<'_> {
     /// nothing) — never trap or hang.
     async fn without_grants(&mut self) {
         const NAME: &str = "no grants";
-        let setup = self.setup(Grants::none());
-        let mut instance = match self.runtime.instantiate(self.plugin, setup).await {
-            Ok(i) => i,
-            Err(e) => return self.record(NAME, false, format!("{e:#}")),
-        };
-        let result = match instance.configure(&self.context(), &self.config_json).await {
-            Err(e) => Err(e),
-            Ok(()) => match self.plugin.world.role {
+        let started = self.session.start(self.start(Grants::none())).await;
+        let result = match started {
+            Err(Failed::Instantiating(e)) => return self.record(NAME, false, format!("{e:#}")),
+            Err(Failed::Configuring(e)) => Err(e),
+            Ok(mut instance) => match self.plugin.world.role {
                 Role::Source => {
                     let (artifact, mut chunks) = sink::artifact_channel();
                     let drained =

@@ -8,11 +8,13 @@
 //! a configured [`Instance`]: the grants, limits and tmpdir it gets are the plan's, the
 //! same whichever command asked.
 
+use crate::config::Limits;
+use crate::grants::Grants;
 use crate::plan::{JobPlan, Planned};
 use crate::redact::Redactor;
 use crate::run_dir::RunDir;
 use crate::runtime::bindings::Context;
-use crate::runtime::{Instance, InstanceSetup, Runtime};
+use crate::runtime::{CallError, Instance, InstanceSetup, LoadedPlugin, Runtime};
 use anyhow::{Context as _, Result};
 use jiff::Timestamp;
 use std::path::{Path, PathBuf};
@@ -61,6 +63,25 @@ impl<'a> Session<'a> {
     /// A session that reads what runs stored (`status`, `list`, `verify`, `restore`):
     /// its id is `{purpose}-{unix seconds}`, its directory a scratch one in the job's
     /// tmpdir.
+    /// A session for a plugin outside any job (`plugins test`): job `conformance`, host
+    /// `conformance-kit`, a scratch directory in the system's temp dir.
+    pub fn for_kit(runtime: &'a Runtime, redactor: &Redactor) -> Result<Session<'a>> {
+        let started = crate::schedule::now();
+        Ok(Session {
+            runtime,
+            job: "conformance".into(),
+            hostname: "conformance-kit".into(),
+            id: format!(
+                "conformance-{}-{}",
+                std::process::id(),
+                started.as_nanosecond()
+            ),
+            started,
+            redactor: redactor.clone(),
+            dir: SessionDir::Scratch(Scratch::new(&std::env::temp_dir())?),
+        })
+    }
+
     pub fn for_purpose(plan: &JobPlan, runtime: &'a Runtime, purpose: &str) -> Result<Session<'a>> {
         let started = crate::schedule::now();
         let id = format!("{purpose}-{}", started.as_second());
@@ -124,26 +145,61 @@ impl<'a> Session<'a> {
     /// it. The error says which step failed.
     pub async fn open(&self, planned: &Planned) -> Result<Instance, String> {
         let entry = &planned.entry;
+        let start = Start {
+            plugin: &planned.plugin,
+            label: entry.label(),
+            grants: planned.grants.clone(),
+            limits: entry.limits,
+            entry_id: &entry.id,
+            config_json: &planned.config_json,
+        };
+        self.start(start).await.map_err(|e| match e {
+            Failed::Instantiating(e) => format!("{e:#}"),
+            Failed::Configuring(e) => format!("configure: {e}"),
+        })
+    }
+
+    /// What [`Self::open`] does, for a plugin that is not a job's entry (the conformance
+    /// kit's): instantiate under `start`'s grants and limits, then configure.
+    pub async fn start(&self, start: Start<'_>) -> Result<Instance, Failed> {
         let mut instance = self
             .runtime
             .instantiate(
-                &planned.plugin,
+                start.plugin,
                 InstanceSetup {
-                    label: entry.label(),
-                    grants: planned.grants.clone(),
-                    limits: entry.limits,
+                    label: start.label,
+                    grants: start.grants,
+                    limits: start.limits,
                     tmpdir: self.dir().to_path_buf(),
                     redactor: self.redactor.clone(),
                 },
             )
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(Failed::Instantiating)?;
         instance
-            .configure(&self.context(&entry.id), &planned.config_json)
+            .configure(&self.context(start.entry_id), start.config_json)
             .await
-            .map_err(|e| format!("configure: {e}"))?;
+            .map_err(Failed::Configuring)?;
         Ok(instance)
     }
+}
+
+/// A plugin instance to start: what a planned entry holds, named one by one.
+pub struct Start<'p> {
+    pub plugin: &'p LoadedPlugin,
+    pub label: String,
+    pub grants: Grants,
+    pub limits: Limits,
+    pub entry_id: &'p str,
+    pub config_json: &'p str,
+}
+
+/// Which step of [`Session::start`] failed.
+pub enum Failed {
+    /// The host could not make the instance (grants, limits, the component).
+    Instantiating(anyhow::Error),
+    /// The plugin refused its config, or broke the contract doing so.
+    Configuring(CallError),
 }
 
 /// A private scratch directory (mode 0700) that no plugin grant reaches, removed when
