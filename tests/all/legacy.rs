@@ -255,3 +255,54 @@ fn retention_copies_and_days_together_keep_what_both_keep_as_the_legacy_tool_did
     }
     assert_eq!(artifacts(&dest).len(), 2);
 }
+
+#[test]
+fn a_mysql_defaults_file_is_used_and_counts_as_a_secret_file() {
+    let (db, user) = (unique("legacy_defaults"), unique("u_defaults"));
+    let _cleanup = Cleanup::mariadb(&[&db], &[&user]);
+    mariadb(&format!(
+        "CREATE DATABASE {db}; USE {db}; CREATE TABLE t (id INT, v TEXT);
+         INSERT INTO t VALUES (1, 'from-defaults');
+         CREATE USER '{user}'@'%' IDENTIFIED BY 'defaults-pass-9';
+         GRANT SELECT, LOCK TABLES, SHOW VIEW, EVENT, TRIGGER ON {db}.* TO '{user}'@'%';"
+    ));
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // The legacy `defaults`: a client option file with the credentials.
+    let creds = w.join("creds");
+    fs::create_dir_all(&creds).unwrap();
+    let my_cnf = creds.join("my.cnf");
+    fs::write(
+        &my_cnf,
+        format!("[client]\nuser={user}\npassword=defaults-pass-9\nhost=127.0.0.1\nport=3306\n"),
+    )
+    .unwrap();
+    fs::set_permissions(&my_cnf, fs::Permissions::from_mode(0o600)).unwrap();
+    let source = json!({"id": "db", "type": "mysql", "dbname": db, "defaults": my_cnf,
+                        "passphrase": "pw-pw-pw"});
+    let job = job_to_local_disk(w, vec![source.clone()]);
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains("defaults-pass-9"));
+    let dump = String::from_utf8(gunzip(&decrypt_artifact(
+        &w.join("dest"),
+        "db",
+        "sql",
+        "pw-pw-pw",
+    )))
+    .unwrap();
+    assert!(dump.contains("from-defaults"), "{dump}");
+
+    // A secret file: a third-party plugin's grant over it needs allow_risky_grants.
+    let snoop = json!({"id": "snoop", "type": "hostile", "mode": "good",
+                       "plugin": fixture("backups_test_fixtures.wasm"),
+                       "passphrase": "pw-pw-pw", "grants": {"read": [creds]}});
+    let job = job_to_local_disk(w, vec![source, snoop]);
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("holds this job's secrets"),
+        "{}",
+        r.stderr
+    );
+}

@@ -583,6 +583,14 @@ impl EntryContext<'_> {
                 secrets::file_references(value, &mut secret_files);
             }
         }
+        // The legacy `defaults` of a local database source is a client credentials file
+        // (mysqldump's --defaults-file): a secret file like a {"file": …} reference, so no
+        // third-party grant reaches it unless its entry allows risky grants.
+        if matches!(kind.as_str(), "mysql" | "pgsql")
+            && let Some(Value::String(path)) = map.get("defaults")
+        {
+            secret_files.push(PathBuf::from(path));
+        }
         let mut secrets = Vec::new();
         for (key, value) in map.iter_mut() {
             if key == "grants" || key == "plugin" {
