@@ -301,10 +301,26 @@ fn handle_hoarding_and_endless_recursion_are_contained() {
     fs::write(granted.join("f"), b"a file to open again and again").unwrap();
     let o = run_with(
         work.path(),
-        vec![hostile("open-files", &granted), hostile("stack", &granted)],
+        vec![
+            hostile("open-files", &granted),
+            hostile("files-hoard", &granted),
+            hostile("stack", &granted),
+        ],
         json!({"resources": 256}),
     );
     assert_good_source_stored_alone(&o);
+    // Streams of the byte-path `files` interface count against the same limit.
+    let hoard = o.error("files-hoard");
+    let opened: usize = hoard
+        .split("opening handle ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        hoard.contains("limits.resources") || (1..=256).contains(&opened),
+        "{hoard}"
+    );
     let hoard = o.error("open-files");
     // Either the guest's open fails or the instance traps; both name the limit's effect
     // well before the process's own descriptor limit.
