@@ -99,7 +99,7 @@ pub async fn copies(
 }
 
 pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> Result<Vec<Listed>> {
-    let session = Session::for_purpose(plan, runtime, "list")?;
+    let session = Session::for_purpose(plan, runtime, "list", &plan.job.tmpdir)?;
     let sources = selected_sources(plan, selection)?;
     let mut out = Vec::new();
     for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
@@ -233,7 +233,7 @@ pub async fn verify(
     selection: &Selection,
     secret_keys: &[PathBuf],
 ) -> Result<Vec<Verified>> {
-    let session = Session::for_purpose(plan, runtime, "verify")?;
+    let session = Session::for_purpose(plan, runtime, "verify", &plan.job.tmpdir)?;
     let sources = selected_sources(plan, selection)?;
     let mut out = Vec::new();
     for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
@@ -339,7 +339,7 @@ pub async fn restore(
     let Some(source_id) = &selection.source else {
         bail!("restore needs --source: which source to restore");
     };
-    let session = Session::for_purpose(plan, runtime, "restore")?;
+    let session = Session::for_purpose(plan, runtime, "restore", &plan.job.tmpdir)?;
     let sources = selected_sources(plan, selection)?;
     let mut last_error = None;
     for (dest, mut instance) in open_destinations(plan, &session, selection).await? {

@@ -60,9 +60,6 @@ impl<'a> Session<'a> {
         ))
     }
 
-    /// A session that reads what runs stored (`status`, `list`, `verify`, `restore`):
-    /// its id is `{purpose}-{unix seconds}`, its directory a scratch one in the job's
-    /// tmpdir.
     /// A session for a plugin outside any job (`plugins test`): job `conformance`, host
     /// `conformance-kit`, a scratch directory in the system's temp dir.
     pub fn for_kit(runtime: &'a Runtime, redactor: &Redactor) -> Result<Session<'a>> {
@@ -82,10 +79,17 @@ impl<'a> Session<'a> {
         })
     }
 
-    pub fn for_purpose(plan: &JobPlan, runtime: &'a Runtime, purpose: &str) -> Result<Session<'a>> {
+    /// A session that reads what runs stored (`status`, `list`, `verify`, `restore`):
+    /// its id is `{purpose}-{unix seconds}`, its directory a scratch one in `tmpdir`.
+    pub fn for_purpose(
+        plan: &JobPlan,
+        runtime: &'a Runtime,
+        purpose: &str,
+        tmpdir: &Path,
+    ) -> Result<Session<'a>> {
         let started = crate::schedule::now();
         let id = format!("{purpose}-{}", started.as_second());
-        let scratch = Scratch::new(&plan.job.tmpdir)?;
+        let scratch = Scratch::new(tmpdir)?;
         Ok(Session::new(
             plan,
             runtime,

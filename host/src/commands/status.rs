@@ -12,7 +12,14 @@ pub(super) async fn status(
     prometheus: Option<&Path>,
 ) -> Result<ExitCode> {
     let (runtime, plan) = planned(path).await?;
-    let session = backups::session::Session::for_purpose(&plan, &runtime, "status")?;
+    let session = backups::session::Session::for_purpose(
+        &plan,
+        &runtime,
+        "status",
+        // Not the job's tmpdir: status may run as a monitoring user, even on another
+        // machine, where that directory is not theirs (or does not exist).
+        &std::env::temp_dir(),
+    )?;
     let now = session.started();
     let checked = backups::status::check(&plan, &session).await;
     let results = &checked.freshness;
