@@ -309,31 +309,22 @@ fn handle_hoarding_and_endless_recursion_are_contained() {
         json!({"resources": 256}),
     );
     assert_good_source_stored_alone(&o);
-    // Streams of the byte-path `files` interface count against the same limit.
-    let hoard = o.error("files-hoard");
-    let opened: usize = hoard
-        .split("opening handle ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        hoard.contains("limits.resources") || (1..=256).contains(&opened),
-        "{hoard}"
-    );
-    let hoard = o.error("open-files");
-    // Either the guest's open fails or the instance traps; both name the limit's effect
-    // well before the process's own descriptor limit.
-    let opened: usize = hoard
-        .split("opening handle ")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    assert!(
-        hoard.contains("limits.resources") || (1..=256).contains(&opened),
-        "{hoard}"
-    );
+    // WASI opens and streams of the byte-path `files` interface count against the same
+    // limit. Either the guest's open fails or the instance traps; both name the limit's
+    // effect well before the process's own descriptor limit.
+    for id in ["open-files", "files-hoard"] {
+        let hoard = o.error(id);
+        let opened: usize = hoard
+            .split("opening handle ")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            hoard.contains("limits.resources") || (1..=256).contains(&opened),
+            "{id}: {hoard}"
+        );
+    }
     let stack = o.error("stack");
     assert!(
         stack.contains("call stack exhausted") || stack.contains("stack overflow"),
@@ -1139,4 +1130,30 @@ fn the_byte_path_files_interface_reaches_no_more_than_wasi_does() {
     let all = o.run.all();
     assert!(!all.contains("outside-secret"));
     assert!(!all.contains("host-secret-value"));
+}
+
+#[test]
+fn a_write_grant_into_a_host_directory_is_refused_before_anything_is_made() {
+    let work = tempfile::tempdir().unwrap();
+    // The compile cache is one of the host's own directories (tests share one).
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache");
+    let inside = cache.join(format!("made-by-a-grant-{}", std::process::id()));
+    let sneaky = json!({
+        "id": "sneaky",
+        "type": "hostile",
+        "plugin": fixture("backups_test_fixtures.wasm"),
+        "mode": "good",
+        "passphrase": "pw-pw-pw",
+        "grants": {"write": [inside]},
+        "allow_risky_grants": true
+    });
+    let o = run_with(work.path(), vec![sneaky], json!({}));
+    assert_eq!(o.source("good")["ok"], true, "{}", o.run.stderr);
+    assert_eq!(o.source("sneaky")["ok"], false, "{}", o.run.stderr);
+    assert!(
+        o.run.all().contains("host's own directory"),
+        "{}",
+        o.run.all()
+    );
+    assert!(!inside.exists(), "the refused grant's directory was made");
 }

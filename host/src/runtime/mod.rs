@@ -245,6 +245,18 @@ impl Runtime {
                 // the legacy tool's local destination made its path (`os.makedirs`).
                 if perms == FsPerms::ReadWrite && !g.dir.exists() {
                     use std::os::unix::fs::DirBuilderExt;
+                    // Judged before anything is made: where the nearest existing folder
+                    // above it leads (a host directory, a pseudo-filesystem) is refused
+                    // without leaving an empty directory behind.
+                    if let Some(why) = g
+                        .dir
+                        .ancestors()
+                        .find(|a| a.exists())
+                        .and_then(|a| std::fs::File::open(a).ok())
+                        .and_then(|opened| fs_guard::refuses_opened(&opened))
+                    {
+                        bail!("{}: grant {}: {why}", setup.label, g.dir.display());
+                    }
                     std::fs::DirBuilder::new()
                         .recursive(true)
                         .mode(0o700)
