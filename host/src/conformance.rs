@@ -7,7 +7,8 @@
 //! Each check is one [`Check`]; the caller prints them as they come and fails when any did.
 
 use crate::config::{Limits, Role};
-use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
+use crate::grants::{GrantSpec, Grants};
+use crate::plan::EntryError;
 use crate::redact::Redactor;
 use crate::runtime::bindings::{About, ErrorKind};
 use crate::runtime::{CallError, Instance, LoadedPlugin, Origin, Runtime, sink};
@@ -184,31 +185,33 @@ impl Kit<'_> {
         }
     }
 
-    /// The grants a job would give: the explicit ones, else derived (embedded plugins)
-    /// or none (files).
+    /// The grants a job would give, resolved as the job's plan resolves them.
     async fn grants(&mut self) -> Result<Grants> {
-        if let Some(value) = &self.options.grants {
-            let spec = GrantSpec::parse(value, "--grants")?;
-            return Grants::resolve(&spec, GrantOrigin::Explicit, "--grants");
-        }
-        let Origin::Embedded(name) = &self.plugin.origin else {
-            return Ok(Grants::none());
+        let explicit = match &self.options.grants {
+            Some(value) => Some(GrantSpec::parse(value, "--grants")?),
+            None => None,
+        };
+        let embedded = match &self.plugin.origin {
+            Origin::Embedded(name) => Some(name.as_str()),
+            Origin::File(_) => None,
         };
         let mut bare = self
             .runtime
             .instantiate_bare(self.plugin, "conformance", Limits::default())
             .await?;
-        let asked = bare
-            .requested_grants(&self.config_json)
-            .await
-            .map_err(|e| anyhow::anyhow!("requested-grants: {e}"))?;
-        Grants::resolve(
-            &GrantSpec::from(asked),
-            GrantOrigin::Derived {
-                plugin: name.clone(),
-            },
-            "derived grants",
+        crate::plan::resolve_grants(
+            explicit.as_ref(),
+            embedded,
+            &mut bare,
+            &self.config_json,
+            "plugin-under-test",
+            &self.redactor,
         )
+        .await
+        .map_err(|e| match e {
+            EntryError::Job(e) => e,
+            EntryError::Plugin(e) => anyhow::anyhow!(e),
+        })
     }
 
     /// A configured instance with the job's grants.
@@ -335,6 +338,8 @@ impl Kit<'_> {
             );
         }
 
+        self.check_leftovers(&mut dest, &prefix, &objects).await;
+
         let empty_prefix = format!("conformance-{}-empty/", unique());
         let empty = dest.list(&empty_prefix).await;
         if let Some(listed) = self.expect_ok("list empty prefix", empty) {
@@ -385,6 +390,82 @@ impl Kit<'_> {
         self.check_cut_short_put(&prefix).await
     }
 
+    /// The `leftovers` export (contract 0.1.2): it lists only what is under the prefix and
+    /// never a stored object, and `remove-leftover` handed a stored object's name (as a
+    /// confused or hostile caller might) leaves that object alone.
+    async fn check_leftovers(&mut self, dest: &mut Instance, prefix: &str, objects: &[Sample]) {
+        const NAME: &str = "leftovers";
+        if !dest.has_leftovers() {
+            self.record(
+                NAME,
+                true,
+                "not exported (a contract before 0.1.2): runs sweep only artifacts without manifests",
+            );
+            return;
+        }
+        let listed = dest
+            .list_leftovers(prefix)
+            .await
+            .map(Option::unwrap_or_default);
+        let Some(listed) = self.expect_ok(NAME, listed) else {
+            return;
+        };
+        let mut wrong = Vec::new();
+        if let Some(stray) = listed.iter().find(|l| !l.key.starts_with(prefix)) {
+            wrong.push(format!("{} is outside the prefix", stray.key));
+        }
+        if let Some(stored) = listed
+            .iter()
+            .find(|l| objects.iter().any(|o| o.key == l.key))
+        {
+            wrong.push(format!("{} is a stored object, not a leftover", stored.key));
+        }
+        self.record(
+            NAME,
+            wrong.is_empty(),
+            if wrong.is_empty() {
+                format!(
+                    "{} under {prefix}, none of them a stored object",
+                    listed.len()
+                )
+            } else {
+                wrong.join("; ")
+            },
+        );
+
+        const REMOVE: &str = "remove-leftover spares stored objects";
+        let object = &objects[0];
+        let bogus = crate::runtime::bindings::Leftover {
+            key: object.key.clone(),
+            id: object.key.clone(),
+            size: object.size,
+            modified: 0,
+        };
+        let _ = dest.remove_leftover(&bogus).await;
+        let after = dest.list(prefix).await;
+        if let Some(after) = self.expect_ok(REMOVE, after) {
+            let kept = after
+                .iter()
+                .any(|o| o.key == object.key && o.size == object.size);
+            self.record(
+                REMOVE,
+                kept,
+                if kept {
+                    format!("{} still stored after remove-leftover named it", object.key)
+                } else {
+                    format!(
+                        "{} is gone: remove-leftover removed a stored object",
+                        object.key
+                    )
+                },
+            );
+        }
+        let cleaning = dest.self_cleaning().await;
+        if let Some(cleaning) = self.expect_ok("self-cleaning", cleaning) {
+            self.record("self-cleaning", true, format!("{cleaning:?}"));
+        }
+    }
+
     /// A `put` whose data fails part-way (past the first part or chunk of any backend that
     /// uploads in pieces) must fail, and leave nothing under its key: not a truncated
     /// object, not an object of the declared size. Checked with a fresh instance, as the
@@ -428,6 +509,26 @@ impl Kit<'_> {
         let Some(listed) = self.expect_ok(NAME, listed) else {
             return Ok(());
         };
+        // Nor a leftover: a put that fails cleans up after itself (only a killed one cannot).
+        if let Ok(Some(left)) = dest.list_leftovers(prefix).await {
+            let ours: Vec<String> = left
+                .iter()
+                .filter(|l| l.key == key)
+                .map(|l| format!("{} ({} bytes)", l.id, l.size))
+                .collect();
+            self.record(
+                "put cut short leaves no leftover",
+                ours.is_empty(),
+                if ours.is_empty() {
+                    "nothing of it in list-leftovers".to_string()
+                } else {
+                    format!("list-leftovers still shows {}", ours.join(", "))
+                },
+            );
+            for l in left.iter().filter(|l| l.key == key) {
+                let _ = dest.remove_leftover(l).await;
+            }
+        }
         match listed.iter().find(|o| o.key == key) {
             Some(left) => {
                 self.record(
@@ -458,7 +559,7 @@ impl Kit<'_> {
             let path = self.session.dir().join(what);
             let sha256 = write_pseudo_random(&path, size)?;
             out.push(Sample {
-                what: format!("{what} ({})", crate::report::human_bytes(size)),
+                what: format!("{what} ({})", crate::text::human_bytes(size)),
                 key: format!("{prefix}{what}.bin"),
                 path,
                 size,
@@ -494,7 +595,7 @@ impl Kit<'_> {
             format!("stream ended cleanly after {bytes} bytes"),
         );
         // The rule a run applies to a kind before it names an object after it.
-        let kind_ok = crate::job::valid_kind(&info.kind);
+        let kind_ok = crate::store::objects::valid_kind(&info.kind);
         self.record(
             "dump kind",
             kind_ok,
@@ -516,7 +617,9 @@ impl Kit<'_> {
         };
         for (outcome, success) in [("successful", true), ("failed", false)] {
             let name = format!("notify {outcome} run");
-            let sent = notifier.notify(&sample_report(success).to_wit()).await;
+            let sent = notifier
+                .notify(&crate::notify::run_report(&sample_report(success)))
+                .await;
             if self.expect_ok(&name, sent).is_some() {
                 self.record(
                     &name,
@@ -548,7 +651,11 @@ impl Kit<'_> {
                     dumped
                 }
                 Role::Destination => instance.list("").await.map(|_| ()),
-                Role::Notifier => instance.notify(&sample_report(true).to_wit()).await,
+                Role::Notifier => {
+                    instance
+                        .notify(&crate::notify::run_report(&sample_report(true)))
+                        .await
+                }
             },
         };
         match result {
@@ -666,5 +773,6 @@ fn sample_report(success: bool) -> crate::report::RunReport {
             retention_error: None,
         }],
         notifications: Vec::new(),
+        leftovers: Vec::new(),
     }
 }

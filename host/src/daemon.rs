@@ -165,7 +165,7 @@ async fn run_once(job: &Job, runtime: &Runtime) {
             return;
         }
     };
-    let plan = match job::plan(reloaded, runtime).await {
+    let plan = match crate::plan::plan(reloaded, runtime).await {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("job {name}: {e:#}; not run");

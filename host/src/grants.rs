@@ -26,19 +26,6 @@ pub struct GrantSpec {
     pub env: Vec<String>,
 }
 
-/// What a plugin asks for in `requested-grants`, to be resolved like a `grants` block.
-impl From<crate::runtime::bindings::WitGrants> for GrantSpec {
-    fn from(asked: crate::runtime::bindings::WitGrants) -> Self {
-        GrantSpec {
-            read: asked.read,
-            write: asked.write,
-            net: asked.net,
-            run: asked.run,
-            env: asked.env,
-        }
-    }
-}
-
 impl GrantSpec {
     pub fn parse(value: &Value, at: &str) -> Result<GrantSpec> {
         let Value::Object(map) = value else {

@@ -11,21 +11,22 @@
 //! 4. **Notifiers**: each gets the report if its `notify_on_*` says so. A notifier that
 //!    fails is reported but never changes the run's outcome.
 
-pub use crate::plan::{JobPlan, Planned, plan};
-
 use crate::codec::Compression;
 use crate::codec::openpgp::Plan as CryptoPlan;
 use crate::config::Entry;
+use crate::notify;
 use crate::pipeline;
+use crate::plan::{JobPlan, Planned};
 use crate::redact::Redactor;
 use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
-use crate::runtime::{CallError, Instance, Runtime, sink};
+use crate::run_dir::RunDir;
+use crate::runtime::{Instance, Runtime, sink};
 use crate::session::Session;
 use crate::store::confirm::{self, Payload};
+use crate::store::leftovers;
 use crate::store::objects::{self, Manifest};
 use crate::store::retention;
 use anyhow::Result;
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -44,18 +45,21 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     let job = &plan.job;
     // The caller holds the job's run lock (cli, daemon), as a run's session requires.
     let session = Session::for_run(plan, runtime)?;
+    let run_dir = session
+        .run_dir()
+        .expect("a run's session has a run directory");
     let started = session.started();
     let run_id = session.id().to_string();
     let redact = |s: String| plan.redactor.redact(&s);
 
     // Notifiers that asked to hear of the start (a ping service times the run with it).
-    let start = crate::report::started(&job.name, &job.hostname, &run_id, started);
+    let start = notify::started(&job.name, &job.hostname, &run_id, started);
     for planned in plan
         .notifications
         .iter()
         .filter(|p| p.entry.notify_on_start)
     {
-        if let Err(e) = send(plan, &session, planned, &start).await {
+        if let Err(e) = notify::send(plan, &session, planned, &start).await {
             tracing::warn!("{}: start notification failed: {e}", planned.entry.label());
         }
     }
@@ -85,6 +89,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         sources: Vec::new(),
         destinations: Vec::new(),
         notifications: Vec::new(),
+        leftovers: Vec::new(),
     };
 
     for unstarted in plan
@@ -172,8 +177,8 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         tracing::info!(
             "{}: dumped {} → {} ({})",
             entry.label(),
-            crate::report::human_bytes(artifact.bytes_in),
-            crate::report::human_bytes(artifact.size),
+            crate::text::human_bytes(artifact.bytes_in),
+            crate::text::human_bytes(artifact.size),
             object
         );
         report.sources.push(SourceResult {
@@ -198,18 +203,71 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 &artifact,
                 &manifest_json,
                 &plan.redactor,
-                session.dir(),
+                run_dir,
             )
         });
         let results = futures_join_all(uploads).await;
         report.destinations.extend(results);
         let _ = std::fs::remove_file(&artifact.path);
     }
+    if !crate::interrupt::requested() {
+        report.leftovers = sweep_leftovers(plan, &mut destinations, &report, run_dir).await;
+    }
     drop(destinations);
 
     report.finished = crate::schedule::now().max(started);
     notify(plan, &session, &mut report).await;
     Ok(report)
+}
+
+/// Removes what earlier killed runs' `put`s left (old enough, and named like this job's
+/// objects: see `store::leftovers`) at every destination that stored a copy in this run,
+/// as retention runs only there: one that failed (a wrong key, a server down) would only
+/// fail again.
+async fn sweep_leftovers(
+    plan: &JobPlan,
+    destinations: &mut [(&Entry, Result<Instance, String>)],
+    report: &RunReport,
+    run_dir: &RunDir,
+) -> Vec<crate::report::LeftoverSweep> {
+    let now = crate::schedule::now();
+    let hostname = &plan.job.hostname;
+    let sweeps = destinations.iter_mut().filter_map(|(dest, instance)| {
+        let stored_here = report
+            .destinations
+            .iter()
+            .any(|d| d.destination_id == dest.id && d.ok);
+        if !stored_here {
+            return None;
+        }
+        let instance = instance.as_mut().ok()?;
+        Some(async move {
+            let sweep = leftovers::sweep(
+                instance,
+                &dest.id,
+                hostname,
+                dest.leftover_age,
+                now,
+                false,
+                Some(run_dir),
+                &plan.redactor,
+            )
+            .await;
+            match sweep.describe(false) {
+                Some(line) if sweep.error.is_some() => tracing::warn!("{}: {line}", dest.label()),
+                Some(line) => tracing::info!("{}: {line}", dest.label()),
+                None => {}
+            }
+            if sweep.unsupported {
+                tracing::debug!(
+                    "{}: its plugin predates contract 0.1.2 and cannot list leftovers",
+                    dest.label()
+                );
+            }
+            sweep
+        })
+    });
+    futures_join_all(sweeps).await
 }
 
 /// A source that produced no artifact, and so no copy at any destination.
@@ -275,7 +333,7 @@ async fn dump(
 
     match (dumped, written) {
         (Ok(info), Ok(artifact)) => {
-            if !valid_kind(&info.kind) {
+            if !objects::valid_kind(&info.kind) {
                 let _ = std::fs::remove_file(&path);
                 return Err(format!(
                     "the plugin named its artifact kind {:?}; a kind is 1-16 letters, digits or -",
@@ -312,11 +370,6 @@ fn bounded_warnings(mut warnings: Vec<String>) -> Vec<String> {
     warnings
 }
 
-/// A kind becomes part of an object name: 1-16 letters, digits or `-`.
-pub fn valid_kind(kind: &str) -> bool {
-    (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-}
-
 /// Puts one artifact and its manifest at one destination, then applies retention there.
 #[allow(clippy::too_many_arguments)]
 async fn store_copy(
@@ -328,8 +381,9 @@ async fn store_copy(
     artifact: &pipeline::Artifact,
     manifest_json: &[u8],
     redactor: &Redactor,
-    scratch: &Path,
+    run_dir: &RunDir,
 ) -> DestinationResult {
+    let scratch = run_dir.path.as_path();
     let mut result = DestinationResult {
         destination_id: dest.id.clone(),
         source_id: source_id.to_string(),
@@ -354,14 +408,27 @@ async fn store_copy(
     // not there.
     let manifest_key = objects::manifest_key(object);
     let artifact_payload = Payload::File(&artifact.path, artifact.size);
-    let stored =
-        match confirm::put_confirmed(instance, &label, object, artifact_payload, redactor).await {
-            Ok(()) => {
-                let manifest = Payload::Bytes(manifest_json);
-                confirm::put_confirmed(instance, &label, &manifest_key, manifest, redactor).await
+    // Journaled, so that if this process is killed before the end the next run knows
+    // which artifact may be stored without its manifest (see `run_dir`).
+    run_dir.journal(true, &dest.id, object);
+    let stored = match confirm::put_confirmed(instance, &label, object, artifact_payload, redactor)
+        .await
+    {
+        Ok(()) => {
+            let manifest = Payload::Bytes(manifest_json);
+            let vouched =
+                confirm::put_confirmed(instance, &label, &manifest_key, manifest, redactor).await;
+            if vouched.is_err() {
+                // Not a copy without its manifest: leave neither half to cost storage
+                // (the manifest first, as retention deletes, in case it did land).
+                let _ = instance.delete(&manifest_key).await;
+                let _ = instance.delete(object).await;
             }
-            Err(e) => Err(e),
-        };
+            vouched
+        }
+        Err(e) => Err(e),
+    };
+    run_dir.journal(false, &dest.id, object);
     if let Err(e) = stored {
         tracing::error!("{label}: storing {object} FAILED: {e}");
         result.error = Some(e);
@@ -460,7 +527,7 @@ async fn store_copy(
 
 async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
     let success = report.success();
-    let wit_report = report.to_wit();
+    let wit_report = notify::run_report(report);
     for planned in &plan.notifications {
         let entry = &planned.entry;
         let wanted = planned.notifies(success);
@@ -472,7 +539,7 @@ async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
             });
             continue;
         }
-        let sent = send(plan, session, planned, &wit_report).await;
+        let sent = notify::send(plan, session, planned, &wit_report).await;
         let error = sent.err();
         if let Some(e) = &error {
             tracing::warn!("{}: notification failed: {e}", entry.label());
@@ -494,24 +561,6 @@ async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
             error: Some(format!("the plugin did not start: {}", unstarted.error)),
         });
     }
-}
-
-/// Sends one report to one notifier; the error comes back redacted.
-async fn send(
-    plan: &JobPlan,
-    session: &Session<'_>,
-    planned: &Planned,
-    report: &crate::runtime::bindings::report_types::Report,
-) -> Result<(), String> {
-    let sent = async {
-        let mut instance = session.open(planned).await?;
-        instance
-            .notify(report)
-            .await
-            .map_err(|e: CallError| e.to_string())
-    }
-    .await;
-    sent.map_err(|e| plan.redactor.redact(&e))
 }
 
 /// Runs futures concurrently and collects their outputs in order.

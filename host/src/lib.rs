@@ -44,6 +44,7 @@ pub mod grants;
 pub mod interrupt;
 pub mod job;
 pub mod lock;
+pub mod notify;
 pub mod pipeline;
 pub mod plan;
 pub mod privileges;

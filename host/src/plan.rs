@@ -7,7 +7,7 @@ use crate::config::{self, Entry, Job, PluginSource, Role};
 use crate::grants::{GrantSpec, Grants, Origin as GrantOrigin};
 use crate::redact::Redactor;
 use crate::runtime::bindings::About;
-use crate::runtime::{LoadedPlugin, Runtime};
+use crate::runtime::{CallError, Instance, LoadedPlugin, Runtime};
 use crate::store::retention;
 use crate::trust::{Signature, TrustPolicy};
 use anyhow::Result;
@@ -59,7 +59,7 @@ pub struct Unstarted {
 
 /// Why planning an entry failed: the job is wrong (the run must not start), or only this
 /// entry's plugin misbehaved (the run goes on without it, reporting it failed).
-enum EntryError {
+pub enum EntryError {
     Job(anyhow::Error),
     Plugin(String),
 }
@@ -188,33 +188,19 @@ async fn plan_entry(
         &about.secret_keys,
     ));
 
-    let grants = match (&entry.grants, &entry.plugin) {
-        (Some(spec), _) => Grants::resolve(
-            spec,
-            GrantOrigin::Explicit,
-            &format!("{shown}: {label}.grants"),
-        )?,
-        (None, PluginSource::Embedded(kind)) => {
-            let asked = bare
-                .requested_grants(&config_json)
-                .await
-                .map_err(|e| match e {
-                    crate::runtime::CallError::Plugin(_) => EntryError::Job(anyhow::anyhow!(
-                        "{shown}: {label}: {}",
-                        redactor.redact(&e.to_string())
-                    )),
-                    other => EntryError::Plugin(format!("requested-grants failed: {other}")),
-                })?;
-            Grants::resolve(
-                &GrantSpec::from(asked),
-                GrantOrigin::Derived {
-                    plugin: kind.clone(),
-                },
-                &format!("{shown}: {label} (derived grants)"),
-            )?
-        }
-        (None, PluginSource::File { .. }) => Grants::none(),
+    let embedded = match &entry.plugin {
+        PluginSource::Embedded(kind) => Some(kind.as_str()),
+        PluginSource::File { .. } => None,
     };
+    let grants = resolve_grants(
+        entry.grants.as_ref(),
+        embedded,
+        &mut bare,
+        &config_json,
+        &format!("{shown}: {label}"),
+        redactor,
+    )
+    .await?;
     redactor.add_all(&config::secret_env_values(&about.secret_keys, &grants.env));
     if let PluginSource::File { path, .. } = &entry.plugin
         && !entry.allow_risky_grants
@@ -235,6 +221,44 @@ async fn plan_entry(
         about,
         grants,
         config_json,
+    })
+}
+
+/// The grants an entry runs with: its `grants` block; else, for the embedded first-party
+/// plugin of type `embedded`, what that plugin asks for from its own keys (the folder
+/// source's `path`, read-only), so legacy job files run unchanged; else (a third-party
+/// `.wasm`) nothing. `bare` is the entry's unconfigured instance; `at` names the entry.
+pub async fn resolve_grants(
+    explicit: Option<&GrantSpec>,
+    embedded: Option<&str>,
+    bare: &mut Instance,
+    config_json: &str,
+    at: &str,
+    redactor: &Redactor,
+) -> Result<Grants, EntryError> {
+    Ok(match (explicit, embedded) {
+        (Some(spec), _) => Grants::resolve(spec, GrantOrigin::Explicit, &format!("{at}.grants"))?,
+        (None, Some(kind)) => {
+            let asked = bare
+                .requested_grants(config_json)
+                .await
+                .map_err(|e| match e {
+                    // The plugin read its keys and refused them: the job is wrong.
+                    CallError::Plugin(_) => EntryError::Job(anyhow::anyhow!(
+                        "{at}: {}",
+                        redactor.redact(&e.to_string())
+                    )),
+                    other => EntryError::Plugin(format!("requested-grants failed: {other}")),
+                })?;
+            Grants::resolve(
+                &asked,
+                GrantOrigin::Derived {
+                    plugin: kind.to_string(),
+                },
+                &format!("{at} (derived grants)"),
+            )?
+        }
+        (None, None) => Grants::none(),
     })
 }
 

@@ -1,7 +1,7 @@
 //! What a run did: one structure, printed as a table for humans, written as JSON for
 //! machines, and handed to notifiers. Built from values the host already redacted.
 
-use crate::runtime::bindings::report_types as wit;
+use crate::text::human_bytes;
 use jiff::Timestamp;
 use serde::Serialize;
 use std::time::Duration;
@@ -16,6 +16,8 @@ pub struct RunReport {
     pub sources: Vec<SourceResult>,
     pub destinations: Vec<DestinationResult>,
     pub notifications: Vec<NotifierResult>,
+    /// What each destination held of earlier killed runs' uploads, and what was removed.
+    pub leftovers: Vec<LeftoverSweep>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -51,6 +53,49 @@ pub struct NotifierResult {
     pub id: String,
     pub sent: bool,
     pub error: Option<String>,
+}
+
+/// What one destination held, and what a sweep did about it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LeftoverSweep {
+    pub destination_id: String,
+    /// Leftovers of this job found there (count, bytes).
+    pub found: usize,
+    pub found_bytes: u64,
+    /// The object names of those removed (or, on a dry run, that would be).
+    pub removed: Vec<String>,
+    pub removed_bytes: u64,
+    /// Found but younger than `leftover_age`: left alone.
+    pub young: usize,
+    /// The plugin was built against a contract (before 0.1.2) that cannot list leftovers.
+    pub unsupported: bool,
+    /// Listing or removing failed; what was removed before stays removed.
+    pub error: Option<String>,
+}
+
+impl LeftoverSweep {
+    /// One line for logs and the report, or `None` when there was nothing to say.
+    pub fn describe(&self, dry_run: bool) -> Option<String> {
+        if let Some(e) = &self.error {
+            return Some(format!("leftovers of interrupted uploads: {e}"));
+        }
+        if self.found == 0 {
+            return None;
+        }
+        let verb = if dry_run { "would remove" } else { "removed" };
+        Some(format!(
+            "leftovers of interrupted uploads: {} ({}); {verb} {} ({}){}",
+            self.found,
+            human_bytes(self.found_bytes),
+            self.removed.len(),
+            human_bytes(self.removed_bytes),
+            if self.young > 0 {
+                format!(", {} younger than leftover_age left alone", self.young)
+            } else {
+                String::new()
+            }
+        ))
+    }
 }
 
 fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +166,21 @@ impl RunReport {
                 ]);
             }
         }
+        for sweep in &self.leftovers {
+            if let Some(line) = sweep.describe(false) {
+                rows.push([
+                    "-".into(),
+                    sweep.destination_id.clone(),
+                    if sweep.error.is_some() {
+                        "warning".into()
+                    } else {
+                        "cleanup".into()
+                    },
+                    human_bytes(sweep.removed_bytes),
+                    line,
+                ]);
+            }
+        }
         for n in &self.notifications {
             if let Some(e) = &n.error {
                 rows.push([
@@ -161,87 +221,5 @@ impl RunReport {
             self.finished.duration_since(self.started).as_secs()
         );
         out
-    }
-
-    /// The record handed to notifier plugins.
-    pub fn to_wit(&self) -> wit::Report {
-        let outcome = |ok: bool| {
-            if ok {
-                wit::Outcome::Success
-            } else {
-                wit::Outcome::Failure
-            }
-        };
-        wit::Report {
-            kind: wit::ReportKind::Run,
-            job: self.job.clone(),
-            hostname: self.hostname.clone(),
-            run_id: self.run_id.clone(),
-            started_at: self.started.as_second().max(0) as u64,
-            finished_at: self.finished.as_second().max(0) as u64,
-            success: self.success(),
-            sources: self
-                .sources
-                .iter()
-                .map(|s| wit::SourceReport {
-                    id: s.id.clone(),
-                    name: s.name.clone(),
-                    outcome: outcome(s.ok),
-                    bytes_in: s.bytes_in,
-                    bytes_out: s.bytes_out,
-                    duration_ms: s.duration.as_millis() as u64,
-                    error: s.error.clone(),
-                    warnings: s.warnings.clone(),
-                })
-                .collect(),
-            destinations: self
-                .destinations
-                .iter()
-                .map(|d| wit::DestinationReport {
-                    id: d.destination_id.clone(),
-                    source_id: d.source_id.clone(),
-                    outcome: outcome(d.ok),
-                    object: d.object.clone(),
-                    error: d.error.clone(),
-                    retained: d.retained.unwrap_or(0),
-                    deleted: d.deleted.clone(),
-                })
-                .collect(),
-            freshness: Vec::new(),
-            summary: self.summary(),
-        }
-    }
-}
-
-/// The report notifiers with `notify_on_start` get when a run begins.
-pub fn started(job: &str, hostname: &str, run_id: &str, at: Timestamp) -> wit::Report {
-    let at = at.as_second().max(0) as u64;
-    wit::Report {
-        kind: wit::ReportKind::Started,
-        job: job.to_string(),
-        hostname: hostname.to_string(),
-        run_id: run_id.to_string(),
-        started_at: at,
-        finished_at: at,
-        success: false,
-        sources: Vec::new(),
-        destinations: Vec::new(),
-        freshness: Vec::new(),
-        summary: format!("Backup of job {job} on {hostname} started (run {run_id})."),
-    }
-}
-
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -9,7 +9,7 @@
 use crate::codec::openpgp::Keys;
 use crate::codec::{self, Compression};
 use crate::config::Encryption;
-use crate::job::{JobPlan, Planned};
+use crate::plan::{JobPlan, Planned};
 use crate::runtime::{Instance, Runtime};
 use crate::session::Session;
 use crate::store::objects::{self, Manifest, StoredCopy};

@@ -134,6 +134,14 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A backup run's directory (with its journal of copies); `None` for other sessions.
+    pub fn run_dir(&self) -> Option<&RunDir> {
+        match &self.dir {
+            SessionDir::Run(run) => Some(run),
+            SessionDir::Scratch(_) => None,
+        }
+    }
+
     /// What an instance for entry `entry_id` is configured with.
     pub fn context(&self, entry_id: &str) -> Context {
         Context {

@@ -6,11 +6,12 @@
 //! credentials — and it keeps working when the backup job itself has stopped running,
 //! which is the failure it exists to catch.
 
-use crate::job::JobPlan;
-use crate::runtime::bindings::report_types as wit;
+use crate::plan::{JobPlan, Planned};
+use crate::report::LeftoverSweep;
+use crate::runtime::Instance;
 use crate::schedule::human_duration;
 use crate::session::Session;
-use crate::store::objects;
+use crate::store::{leftovers, objects};
 use jiff::Timestamp;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -69,6 +70,9 @@ pub struct StatusReport {
     pub warnings: Vec<String>,
     /// A destination rule deletes copies before the next backup is even due.
     pub rule_loses_copies: bool,
+    /// What each destination holds of killed runs' uploads (`removed`: what the next run
+    /// would remove, being older than `leftover_age`).
+    pub leftovers: Vec<LeftoverSweep>,
 }
 
 impl StatusReport {
@@ -117,6 +121,52 @@ fn audit_rules(
     }
 }
 
+/// What killed runs left at one destination (a dry sweep: nothing is removed) and whether
+/// the backend cleans up by itself; warnings where an operator should act.
+async fn look_for_leftovers(
+    plan: &JobPlan,
+    dest: &Planned,
+    instance: &mut Instance,
+    now: Timestamp,
+    report: &mut StatusReport,
+) {
+    let entry = &dest.entry;
+    let sweep = leftovers::sweep(
+        instance,
+        &entry.id,
+        &plan.job.hostname,
+        entry.leftover_age,
+        now,
+        true,
+        // A killed run's journal of copies is the next run's to act on, not status's.
+        None,
+        &plan.redactor,
+    )
+    .await;
+    if sweep.error.is_some() || sweep.found > 0 {
+        let line = sweep.describe(true).unwrap_or_default();
+        report.warnings.push(format!(
+            "{}: {line} (the next run removes those older than leftover_age, {})",
+            entry.id,
+            human_duration(entry.leftover_age)
+        ));
+    }
+    match instance.self_cleaning().await {
+        Ok(Some(cleaning)) => {
+            if let Some(advice) = leftovers::self_cleaning_advice(&cleaning) {
+                report.warnings.push(format!("{}: {advice}", entry.id));
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "{}: cannot say whether it removes unfinished uploads itself: {}",
+            entry.label(),
+            plan.redactor.redact(&e.to_string())
+        ),
+    }
+    report.leftovers.push(sweep);
+}
+
 impl Freshness {
     /// A row for `source` at destination `destination_id` before any copy is seen.
     fn nothing_seen(
@@ -149,6 +199,7 @@ pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
         freshness: Vec::new(),
         warnings: Vec::new(),
         rule_loses_copies: false,
+        leftovers: Vec::new(),
     };
     for dest in &plan.destinations {
         let mut rules = Vec::new();
@@ -165,6 +216,7 @@ pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
                         dest.entry.label()
                     ),
                 }
+                look_for_leftovers(plan, dest, &mut instance, now, &mut report).await;
                 listing
             }
             Err(e) => Err(e),
@@ -268,41 +320,6 @@ pub fn table(results: &[Freshness]) -> String {
     out
 }
 
-/// The report notifiers get when something is stale, missing or unreachable.
-pub fn stale_report(plan: &JobPlan, results: &[Freshness], now: Timestamp) -> wit::Report {
-    let bad: Vec<&Freshness> = results.iter().filter(|f| !f.ok()).collect();
-    let summary = format!(
-        "BACKUPS OVERDUE for job {} on {}: {} of {} source/destination pairs have no fresh copy.\n\n{}",
-        plan.job.name,
-        plan.job.hostname,
-        bad.len(),
-        results.len(),
-        table(results)
-    );
-    wit::Report {
-        kind: wit::ReportKind::Stale,
-        job: plan.job.name.clone(),
-        hostname: plan.job.hostname.clone(),
-        run_id: format!("status-{}", now.as_second()),
-        started_at: now.as_second().max(0) as u64,
-        finished_at: now.as_second().max(0) as u64,
-        success: bad.is_empty(),
-        sources: Vec::new(),
-        destinations: Vec::new(),
-        freshness: results
-            .iter()
-            .map(|f| wit::Freshness {
-                source_id: f.source_id.clone(),
-                destination_id: f.destination_id.clone(),
-                newest: f.newest.map(|t| t.as_second().max(0) as u64),
-                max_age_seconds: f.max_age.as_secs(),
-                stale: !f.ok(),
-            })
-            .collect(),
-        summary,
-    }
-}
-
 /// Prometheus text exposition format, for node_exporter's textfile collector or a
 /// pushgateway. Written by hand: four gauges do not need a metrics library.
 pub fn prometheus(plan: &JobPlan, results: &[Freshness]) -> String {
@@ -350,28 +367,6 @@ pub fn prometheus(plan: &JobPlan, results: &[Freshness]) -> String {
     out += "# TYPE backups_stale gauge\n";
     for f in results {
         let _ = writeln!(out, "backups_stale{{{}}} {}", labels(f), u8::from(!f.ok()));
-    }
-    out
-}
-
-/// Sends the stale report to every notifier that wants failures; returns their results.
-pub async fn alert(
-    plan: &JobPlan,
-    session: &Session<'_>,
-    report: &wit::Report,
-) -> Vec<(String, Result<(), String>)> {
-    let mut out = Vec::new();
-    for planned in &plan.notifications {
-        if !planned.notifies(false) {
-            continue;
-        }
-        let sent = async {
-            let mut instance = session.open(planned).await?;
-            instance.notify(report).await.map_err(|e| e.to_string())
-        }
-        .await
-        .map_err(|e| plan.redactor.redact(&e));
-        out.push((planned.entry.label(), sent));
     }
     out
 }

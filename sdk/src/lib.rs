@@ -73,6 +73,8 @@ pub use plugin::Destination;
 #[cfg(feature = "destination")]
 pub use streams::{ObjectReader, ObjectWriter};
 #[cfg(feature = "destination")]
+pub use world::exports::backups::plugin::leftovers::{CleanupRule, Leftover};
+#[cfg(feature = "destination")]
 pub use world::exports::backups::plugin::storage::DeletionRule;
 
 #[cfg(feature = "notifier")]

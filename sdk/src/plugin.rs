@@ -165,6 +165,25 @@ pub trait Destination: Plugin {
     fn deletion_rules(&mut self) -> Result<Vec<crate::DeletionRule>> {
         Ok(Vec::new())
     }
+    /// What killed `put`s left under `prefix`: this plugin's own temporary names or
+    /// unfinished uploads, never another tool's objects. A backend whose `put` is one
+    /// atomic call leaves nothing, which is the default.
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<crate::Leftover>> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
+    /// Remove one leftover [`Destination::list_leftovers`] returned; one already gone is `Ok`.
+    fn remove_leftover(&mut self, leftover: &crate::Leftover) -> Result<()> {
+        Err(PluginError::permanent(format!(
+            "{}: this destination lists no leftovers, so it removes none",
+            leftover.id
+        )))
+    }
+    /// Whether the backend removes leftovers by itself (an S3 lifecycle rule); the
+    /// default: it has no such rules.
+    fn self_cleaning(&mut self) -> Result<crate::CleanupRule> {
+        Ok(crate::CleanupRule::NotApplicable)
+    }
 }
 
 /// A notifier tells someone how a run went.
@@ -270,7 +289,7 @@ macro_rules! export_destination {
         const _: () = {
             use $crate::__private::runtime;
             use $crate::__private::world::backups::plugin::types::{ObjectInfo, PluginError};
-            use $crate::__private::world::exports::backups::plugin::storage;
+            use $crate::__private::world::exports::backups::plugin::{leftovers, storage};
             use $crate::__private::world::wasi::io::streams::{InputStream, OutputStream};
             type R<T> = ::std::result::Result<T, PluginError>;
             impl storage::Guest for __BackupsPluginExports {
@@ -295,6 +314,19 @@ macro_rules! export_destination {
                 }
                 fn deletion_rules() -> R<Vec<storage::DeletionRule>> {
                     runtime::with::<$plugin, _>(|p| $crate::Destination::deletion_rules(p))
+                }
+            }
+            impl leftovers::Guest for __BackupsPluginExports {
+                fn list_leftovers(prefix: String) -> R<Vec<leftovers::Leftover>> {
+                    runtime::with::<$plugin, _>(|p| $crate::Destination::list_leftovers(p, &prefix))
+                }
+                fn remove_leftover(leftover: leftovers::Leftover) -> R<()> {
+                    runtime::with::<$plugin, _>(|p| {
+                        $crate::Destination::remove_leftover(p, &leftover)
+                    })
+                }
+                fn self_cleaning() -> R<leftovers::CleanupRule> {
+                    runtime::with::<$plugin, _>(|p| $crate::Destination::self_cleaning(p))
                 }
             }
         };

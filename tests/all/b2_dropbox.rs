@@ -703,3 +703,51 @@ fn derived_grants_name_the_providers_documented_hosts() {
     }
     assert!(!r.all().contains(KEY) && !r.all().contains(TOKEN));
 }
+
+#[test]
+fn a_large_file_a_killed_run_left_unfinished_is_cancelled_by_a_later_run() {
+    let b2 = Stub::b2(&[]);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), incompressible(40 << 20, 9)).unwrap();
+    let job = job(work.path(), &src, vec![b2_dest(&b2, "b2", KEY)]);
+    let state = b2.dir.path().join("store/state.json");
+    // Killed once a part is up: the large file stays unfinished, its parts billed.
+    let part_up = || {
+        fs::read_to_string(&state)
+            .ok()
+            .and_then(|s| serde_json::from_str::<Value>(&s).ok())
+            .is_some_and(|s| {
+                s["unfinished"]
+                    .as_array()
+                    .is_some_and(|u| u.iter().any(|f| f["parts"] != json!([])))
+            })
+    };
+    assert!(
+        kill_run_when(&job, &[], part_up),
+        "the run ended before its upload could be killed"
+    );
+    let unfinished = b2.state()["unfinished"].clone();
+    assert_eq!(unfinished.as_array().unwrap().len(), 1, "{unfinished}");
+
+    let r = run(backups()
+        .env("BACKUPS_NOW", days_from_now(2))
+        .args(["run", "--json"])
+        .arg(&job));
+    assert_eq!(r.code, 0);
+    let report: Value = serde_json::from_str(&r.stdout).unwrap();
+    let sweep = &report["leftovers"][0];
+    assert_eq!(sweep["removed"].as_array().unwrap().len(), 1, "{sweep}");
+    assert!(
+        sweep["removed_bytes"].as_u64().unwrap() >= 5 * MIB,
+        "{sweep}"
+    );
+    let state = b2.state();
+    assert_eq!(state["unfinished"], json!([]), "{state}");
+    assert_eq!(
+        state["cancelled"][0]["fileName"], unfinished[0]["fileName"],
+        "{state}"
+    );
+    assert_verifies(&job, 1);
+}

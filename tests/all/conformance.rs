@@ -83,7 +83,11 @@ const DESTINATION_CHECKS: &[&str] = &[
     "delete",
     "delete missing",
     "get missing",
+    "leftovers",
+    "remove-leftover spares stored objects",
+    "self-cleaning",
     "put cut short leaves nothing",
+    "put cut short leaves no leftover",
     "no grants",
 ];
 

@@ -20,6 +20,7 @@ mod folder_to_local;
 mod google;
 mod honest_storage;
 mod hostile_plugins;
+mod killed_runs;
 mod legacy;
 mod never_without;
 mod notifiers;

@@ -308,3 +308,55 @@ fn a_failed_upload_leaves_no_partial_file_and_nothing_under_the_real_name() {
         "no manifest for an artifact that was not stored"
     );
 }
+
+#[test]
+fn a_killed_upload_leaves_no_partial_file_on_the_share_after_a_later_run() {
+    let smbd = Smbd::start(PASSWORD);
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), incompressible(96 << 20, 5)).unwrap();
+    let objects = objects_dir(&smbd);
+    // Another tool's half-written files in the same folder, and one beside ours that is
+    // not in our layout: never touched.
+    for f in ["other/data.partial", "h/notes.txt.partial"] {
+        fs::create_dir_all(objects.join(f).parent().unwrap()).unwrap();
+        fs::write(objects.join(f), f).unwrap();
+    }
+    let job = job(work.path(), &src, vec![dest(&smbd, "smb", PASSWORD)]);
+    let ours = || -> Vec<String> {
+        files_under(&objects)
+            .into_iter()
+            .filter(|f| f.starts_with("h/20") && f.ends_with(".partial"))
+            .collect()
+    };
+
+    assert!(
+        kill_run_when(&job, &[], || !ours().is_empty()),
+        "the run ended before its upload could be killed"
+    );
+    // smbclient outlives the host for a moment (its stdin closes): wait for it to let go.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(ours().len(), 1, "{:?}", files_under(&objects));
+
+    let r = run(backups()
+        .env("BACKUPS_NOW", days_from_now(2))
+        .args(["run", "--json"])
+        .arg(&job));
+    assert_eq!(r.code, 0);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(
+        report["leftovers"][0]["removed"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
+    assert_eq!(ours(), Vec::<String>::new());
+    for f in ["other/data.partial", "h/notes.txt.partial"] {
+        assert_eq!(
+            fs::read_to_string(objects.join(f)).unwrap(),
+            f,
+            "{f} untouched"
+        );
+    }
+    assert_verifies(&job, 1);
+}

@@ -79,6 +79,8 @@ class B2Stub(Stub):
             "b2_get_upload_part_url": self.get_upload_part_url,
             "b2_finish_large_file": self.finish_large_file,
             "b2_cancel_large_file": self.cancel_large_file,
+            "b2_list_unfinished_large_files": self.list_unfinished_large_files,
+            "b2_list_parts": self.list_parts,
             "b2_list_file_names": self.list_file_names,
             "b2_list_file_versions": self.list_file_versions,
             "b2_delete_file_version": self.delete_file_version,
@@ -339,6 +341,38 @@ class B2Stub(Stub):
             200,
             {"fileId": file_id, "accountId": ACCOUNT_ID, "bucketId": upload["bucketId"], "fileName": upload["fileName"]},
         )
+
+    def list_unfinished_large_files(self, params):
+        """Started, neither finished nor cancelled, ordered by file id (as B2 pages them)."""
+        if self.bucket_by_id(params.get("bucketId")) is None:
+            return bad_request(f"Invalid bucketId: {params.get('bucketId')}")
+        prefix = params.get("namePrefix") or ""
+        start = params.get("startFileId") or ""
+        most = int(params.get("maxFileCount") or 100)
+        matching = sorted(
+            (u for u in self.unfinished.values()
+             if u["bucketId"] == params["bucketId"] and u["fileName"].startswith(prefix)
+             and u["fileId"] >= start),
+            key=lambda u: u["fileId"],
+        )
+        page, rest = matching[:most], matching[most:]
+        files = [{k: v for k, v in u.items() if k != "parts"} for u in page]
+        return Answer(200, {"files": files, "nextFileId": rest[0]["fileId"] if rest else None})
+
+    def list_parts(self, params):
+        upload = self.unfinished.get(params.get("fileId"))
+        if upload is None:
+            return bad_request(f"No active upload for: {params.get('fileId')}")
+        start = int(params.get("startPartNumber") or 1)
+        most = int(params.get("maxPartCount") or 1000)
+        numbers = sorted(n for n in upload["parts"] if n >= start)
+        page, rest = numbers[:most], numbers[most:]
+        parts = [
+            {"fileId": upload["fileId"], "partNumber": n, "contentLength": upload["parts"][n][2],
+             "contentSha1": upload["parts"][n][0]}
+            for n in page
+        ]
+        return Answer(200, {"parts": parts, "nextPartNumber": rest[0] if rest else None})
 
     # -- listing, deleting, downloading ----------------------------------------------
 

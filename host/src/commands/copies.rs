@@ -30,7 +30,7 @@ pub(super) async fn list(
                 c.destination_id,
                 c.source_id,
                 c.created.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
-                backups::report::human_bytes(c.size),
+                backups::text::human_bytes(c.size),
                 c.object
             );
         }

@@ -14,7 +14,6 @@ mod status;
 
 use anyhow::Result;
 use backups::config::Job;
-use backups::job;
 use backups::runtime::{Runtime, loader};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
@@ -383,7 +382,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 }
 
 /// An error of a planned job's command, with the job's secrets redacted.
-fn redacted(plan: &job::JobPlan, e: anyhow::Error) -> anyhow::Error {
+fn redacted(plan: &backups::plan::JobPlan, e: anyhow::Error) -> anyhow::Error {
     anyhow::anyhow!(plan.redactor.redact(&format!("{e:#}")))
 }
 
@@ -395,9 +394,9 @@ fn runtime_for(job: Option<&Job>) -> anyhow::Result<Runtime> {
 }
 
 /// Loads, checks and plans a job.
-async fn planned(path: &Path) -> Result<(Runtime, job::JobPlan)> {
+async fn planned(path: &Path) -> Result<(Runtime, backups::plan::JobPlan)> {
     let job = Job::load(path)?;
     let runtime = runtime_for(Some(&job))?;
-    let plan = job::plan(job, &runtime).await?;
+    let plan = backups::plan::plan(job, &runtime).await?;
     Ok((runtime, plan))
 }

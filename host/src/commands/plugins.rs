@@ -81,7 +81,7 @@ pub(super) async fn plugins_inspect(plugin: &str, trusted_keys: Vec<PathBuf>) ->
     println!("sha256:      {}", loaded.digest);
     println!(
         "size:        {}",
-        backups::report::human_bytes(loaded.size as u64)
+        backups::text::human_bytes(loaded.size as u64)
     );
     println!(
         "trust:       {}",

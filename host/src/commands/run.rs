@@ -42,8 +42,8 @@ pub(super) async fn run(path: &Path, json: bool, quiet: bool) -> Result<ExitCode
                     let secs = started.elapsed().as_secs_f64().max(0.001);
                     eprintln!(
                         "  … {} read ({}/s)",
-                        backups::report::human_bytes(now),
-                        backups::report::human_bytes((now as f64 / secs) as u64)
+                        backups::text::human_bytes(now),
+                        backups::text::human_bytes((now as f64 / secs) as u64)
                     );
                     last = now;
                 }

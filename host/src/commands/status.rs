@@ -63,8 +63,8 @@ pub(super) async fn status(
         );
     }
     if notify && !all_fresh {
-        let report = backups::status::stale_report(&plan, results, now);
-        for (label, sent) in backups::status::alert(&plan, &session, &report).await {
+        let report = backups::notify::stale_report(&plan, results, now);
+        for (label, sent) in backups::notify::alert(&plan, &session, &report).await {
             match sent {
                 Ok(()) => tracing::info!("{label}: alerted"),
                 Err(e) => tracing::error!("{label}: alert failed: {e}"),

@@ -24,6 +24,9 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/backups";
 /// The retention floor when a destination does not set `min_copies`: three copies, or
 /// `retention_copies` if that asks for fewer.
 pub const DEFAULT_MIN_COPIES: u32 = 3;
+/// A leftover of a killed `put` younger than this may be another machine's upload still in
+/// progress: runs leave it alone (`leftover_age`).
+pub const DEFAULT_LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A whole job file.
 #[derive(Debug, Clone)]
@@ -184,6 +187,10 @@ pub struct Entry {
     pub keep_monthly: Option<u32>,
     /// Sources: how old the newest copy may get before `status` calls it stale.
     pub max_age: Option<Duration>,
+    /// Destinations: how old the leftover of a killed `put` must be before a run removes
+    /// it (`leftover_age`; default a day, so that a run on another machine that is still
+    /// uploading is never hit).
+    pub leftover_age: Duration,
     /// Notifiers: when to send, if the entry says; otherwise the plugin's own default.
     pub notify_on_success: Option<bool>,
     pub notify_on_failure: Option<bool>,
@@ -227,6 +234,7 @@ const HOST_KEYS: &[&str] = &[
     "keep_weekly",
     "keep_monthly",
     "max_age",
+    "leftover_age",
     "notify_on_success",
     "notify_on_failure",
     "notify_on_start",
@@ -650,6 +658,11 @@ impl EntryContext<'_> {
             .get("max_age")
             .map(|v| duration(v, &self.at("max_age")))
             .transpose()?;
+        let leftover_age = map
+            .get("leftover_age")
+            .map(|v| duration(v, &self.at("leftover_age")))
+            .transpose()?
+            .unwrap_or(DEFAULT_LEFTOVER_AGE);
         if min_copies == 0 {
             bail!(
                 "{}: must be at least 1: a destination always keeps its newest copy",
@@ -700,6 +713,7 @@ impl EntryContext<'_> {
             keep_weekly,
             keep_monthly,
             max_age,
+            leftover_age,
             notify_on_success,
             notify_on_failure,
             notify_on_start,

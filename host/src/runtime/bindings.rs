@@ -1,5 +1,9 @@
-//! Host bindings for the three worlds of `backups:plugin@0.1.1` (which serve 0.1.0 plugins too:
-//! wasmtime matches semver-compatible import and export names).
+//! Host bindings for the three worlds of `backups:plugin@0.1.2` (which serve 0.1.0 and 0.1.1
+//! plugins too: wasmtime matches semver-compatible import and export names).
+//!
+//! Destinations are bound as `destination-base` (what every version exports) plus the
+//! optional `destination-leftovers` (since 0.1.2), looked up on the live instance: a
+//! destination built against an older contract lacks it and still runs.
 //!
 //! The worlds share their imports (`types`, `log`, `fs-metadata`, `process`) and the
 //! `plugin` export; the imports are generated once, with the source world, and the other
@@ -23,7 +27,7 @@ pub mod source {
 pub mod destination {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "backups:plugin/destination",
+        world: "backups:plugin/destination-base",
         imports: { default: async },
         exports: { default: async },
         with: {
@@ -32,6 +36,19 @@ pub mod destination {
             "backups:plugin/log": super::source::backups::plugin::log,
             "backups:plugin/fs-metadata": super::source::backups::plugin::fs_metadata,
             "backups:plugin/process": super::source::backups::plugin::process,
+        },
+        require_store_data_send: true,
+    });
+}
+
+pub mod leftovers {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "backups:plugin/destination-leftovers",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "backups:plugin/types": super::source::backups::plugin::types,
         },
         require_store_data_send: true,
     });
@@ -54,6 +71,7 @@ pub mod notifier {
     });
 }
 
+pub use leftovers::exports::backups::plugin::leftovers::{CleanupRule, Leftover};
 pub use notifier::exports::backups::plugin::notification as report_types;
 pub use source::backups::plugin::types::{
     About, Context, ErrorKind, Grants as WitGrants, ObjectInfo, PluginError,

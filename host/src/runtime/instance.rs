@@ -7,6 +7,7 @@ use super::bindings::{self, About, Context, DumpInfo, ObjectInfo, PluginError, W
 use super::sink::{self, ArtifactSink};
 use super::state::PluginState;
 use super::stdio;
+use crate::grants::GrantSpec;
 use std::path::Path;
 use std::time::Duration;
 use wasmtime::Store;
@@ -86,8 +87,14 @@ impl std::fmt::Display for CallError {
 
 pub(super) enum Bindings {
     Source(bindings::source::Source),
-    Destination(bindings::destination::Destination),
+    Destination(Box<DestinationBindings>),
     Notifier(bindings::notifier::Notifier),
+}
+
+pub(super) struct DestinationBindings {
+    pub(super) storage: bindings::destination::DestinationBase,
+    /// `None` for a destination built against a contract before 0.1.2.
+    pub(super) leftovers: Option<bindings::leftovers::DestinationLeftovers>,
 }
 
 /// One sandboxed plugin instance and its store.
@@ -109,7 +116,7 @@ macro_rules! plugin_call {
     ($self:ident, $method:ident ( $($arg:expr),* )) => {
         match &$self.bindings {
             Bindings::Source(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
-            Bindings::Destination(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Destination(b) => b.storage.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
             Bindings::Notifier(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
         }
     };
@@ -125,10 +132,26 @@ macro_rules! storage_call {
                 let Bindings::Destination(b) = &s.bindings else {
                     unreachable!("checked by destination()")
                 };
-                b.backups_plugin_storage().$method(&mut s.store $(, $arg)*).await
+                b.storage.backups_plugin_storage().$method(&mut s.store $(, $arg)*).await
             })
             .await
     }};
+}
+
+/// Calls the `leftovers` interface of a destination that exports it (callers check) under
+/// `limit`.
+macro_rules! leftovers_call {
+    ($self:ident, $what:expr, $limit:expr, $method:ident ( $($arg:expr),* )) => {
+        $self
+            .guarded($what, $limit, async |s| {
+                let Bindings::Destination(b) = &s.bindings else {
+                    unreachable!("checked by destination()")
+                };
+                let leftovers = b.leftovers.as_ref().expect("checked by the caller");
+                leftovers.backups_plugin_leftovers().$method(&mut s.store $(, $arg)*).await
+            })
+            .await
+    };
 }
 
 impl Instance {
@@ -237,12 +260,21 @@ impl Instance {
         Ok(about)
     }
 
-    pub async fn requested_grants(&mut self, config: &str) -> Result<WitGrants, CallError> {
+    /// What the plugin asks for, to be resolved like a job entry's `grants` block.
+    pub async fn requested_grants(&mut self, config: &str) -> Result<GrantSpec, CallError> {
         let limit = self.call_limit.min(DESCRIBE_CAP);
-        self.guarded("requested-grants", limit, async |s| {
-            plugin_call!(s, call_requested_grants(config))
+        let asked: WitGrants = self
+            .guarded("requested-grants", limit, async |s| {
+                plugin_call!(s, call_requested_grants(config))
+            })
+            .await?;
+        Ok(GrantSpec {
+            read: asked.read,
+            write: asked.write,
+            net: asked.net,
+            run: asked.run,
+            env: asked.env,
         })
-        .await
     }
 
     pub async fn configure(&mut self, ctx: &Context, config: &str) -> Result<(), CallError> {
@@ -286,7 +318,7 @@ impl Instance {
         result
     }
 
-    fn destination(&self) -> Result<&bindings::destination::Destination, CallError> {
+    fn destination(&self) -> Result<&DestinationBindings, CallError> {
         match &self.bindings {
             Bindings::Destination(b) => Ok(b),
             _ => Err(CallError::Host("not a destination plugin".into())),
@@ -407,6 +439,54 @@ impl Instance {
         CallError,
     > {
         storage_call!(self, "deletion-rules", call_deletion_rules())
+    }
+
+    /// Whether this destination can report the leftovers of killed `put`s (contract 0.1.2).
+    pub fn has_leftovers(&self) -> bool {
+        matches!(&self.bindings, Bindings::Destination(b) if b.leftovers.is_some())
+    }
+
+    /// Destinations: what killed `put`s left under `prefix`; `Ok(None)` for a destination
+    /// built against a contract that cannot say.
+    pub async fn list_leftovers(
+        &mut self,
+        prefix: &str,
+    ) -> Result<Option<Vec<bindings::Leftover>>, CallError> {
+        if self.destination()?.leftovers.is_none() {
+            return Ok(None);
+        }
+        let limit = self.call_limit;
+        leftovers_call!(
+            self,
+            &format!("list-leftovers {prefix}"),
+            limit,
+            call_list_leftovers(prefix)
+        )
+        .map(Some)
+    }
+
+    /// Destinations: removes one leftover `list_leftovers` returned.
+    pub async fn remove_leftover(
+        &mut self,
+        leftover: &bindings::Leftover,
+    ) -> Result<(), CallError> {
+        if self.destination()?.leftovers.is_none() {
+            return Err(CallError::Host(
+                "this destination's contract (before 0.1.2) has no leftovers".into(),
+            ));
+        }
+        let limit = self.call_limit;
+        let what = format!("remove-leftover {}", leftover.id);
+        leftovers_call!(self, &what, limit, call_remove_leftover(leftover))
+    }
+
+    /// Destinations: whether the backend removes leftovers by itself; `Ok(None)` before 0.1.2.
+    pub async fn self_cleaning(&mut self) -> Result<Option<bindings::CleanupRule>, CallError> {
+        if self.destination()?.leftovers.is_none() {
+            return Ok(None);
+        }
+        let limit = self.call_limit.min(DESCRIBE_CAP);
+        leftovers_call!(self, "self-cleaning", limit, call_self_cleaning()).map(Some)
     }
 
     pub async fn delete(&mut self, key: &str) -> Result<(), CallError> {

@@ -42,7 +42,7 @@ use crate::grants::Grants;
 use crate::redact::Redactor;
 use crate::trust::TrustPolicy;
 use anyhow::{Context as _, Result, bail};
-use instance::{Bindings, DESCRIBE_CAP};
+use instance::{Bindings, DESCRIBE_CAP, DestinationBindings};
 use policy::Policy;
 use state::PluginState;
 use std::path::{Path, PathBuf};
@@ -388,12 +388,15 @@ impl Runtime {
                     bindings::source::Source::instantiate_async(&mut store, component, linker)
                         .await?,
                 ),
-                Role::Destination => Bindings::Destination(
-                    bindings::destination::Destination::instantiate_async(
-                        &mut store, component, linker,
-                    )
-                    .await?,
-                ),
+                Role::Destination => {
+                    let instance = linker.instantiate_async(&mut store, component).await?;
+                    let storage =
+                        bindings::destination::DestinationBase::new(&mut store, &instance)?;
+                    // Absent from destinations built before 0.1.2.
+                    let leftovers =
+                        bindings::leftovers::DestinationLeftovers::new(&mut store, &instance).ok();
+                    Bindings::Destination(Box::new(DestinationBindings { storage, leftovers }))
+                }
                 Role::Notifier => Bindings::Notifier(
                     bindings::notifier::Notifier::instantiate_async(&mut store, component, linker)
                         .await?,

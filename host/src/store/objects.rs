@@ -140,6 +140,11 @@ pub fn copies_of(hostname: &str, source_id: &str, listing: &[ObjectInfo]) -> Vec
     copies
 }
 
+/// A kind becomes part of an object name: 1-16 letters, digits or `-`.
+pub fn valid_kind(kind: &str) -> bool {
+    (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

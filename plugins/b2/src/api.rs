@@ -69,6 +69,9 @@ pub struct LifecycleRule {
     #[serde(default)]
     pub file_name_prefix: String,
     pub days_from_uploading_to_hiding: Option<u32>,
+    /// B2 cancels unfinished large files this many days after they were started.
+    #[serde(default)]
+    pub days_from_starting_to_canceling_unfinished_large_files: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -281,6 +284,46 @@ impl Session {
                    "startFileId": start.1, "maxFileCount": 100}),
             &format!("listing the versions of {prefix:?}"),
         )
+    }
+
+    /// One page of the large files started under `prefix` and never finished nor
+    /// cancelled, from `start` (a file id) on.
+    pub fn list_unfinished_large_files(&self, prefix: &str, start: Option<&str>) -> Result<Page> {
+        self.call(
+            "b2_list_unfinished_large_files",
+            json!({"bucketId": self.bucket_id, "namePrefix": prefix, "startFileId": start,
+                   "maxFileCount": 100}),
+            &format!("listing the unfinished large files under {prefix:?}"),
+        )
+    }
+
+    /// The bytes of the parts an unfinished large file holds.
+    pub fn uploaded_bytes(&self, file_id: &str) -> Result<u64> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Part {
+            content_length: u64,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Parts {
+            parts: Vec<Part>,
+            next_part_number: Option<u32>,
+        }
+        let mut total = 0;
+        let mut start: Option<u32> = None;
+        loop {
+            let page: Parts = self.call(
+                "b2_list_parts",
+                json!({"fileId": file_id, "startPartNumber": start, "maxPartCount": 1000}),
+                "listing the parts of an unfinished large file",
+            )?;
+            total += page.parts.iter().map(|p| p.content_length).sum::<u64>();
+            match page.next_part_number {
+                Some(next) => start = Some(next),
+                None => return Ok(total),
+            }
+        }
     }
 
     pub fn delete_file_version(&self, name: &str, file_id: &str) -> Result<()> {

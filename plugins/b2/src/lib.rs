@@ -42,8 +42,8 @@ mod api;
 
 use api::Session;
 use backups_sdk::{
-    About, Context, DeletionRule, Destination, ErrorKind, Grants, ObjectInfo, ObjectReader,
-    ObjectWriter, Plugin, PluginError, Result,
+    About, CleanupRule, Context, DeletionRule, Destination, ErrorKind, Grants, Leftover,
+    ObjectInfo, ObjectReader, ObjectWriter, Plugin, PluginError, Result,
 };
 use backups_storage_http as http;
 use serde::Deserialize;
@@ -346,6 +346,63 @@ impl Destination for B2 {
                     })
                 })
                 .collect())
+        })
+    }
+
+    /// Large files a killed run started and never finished: B2 keeps (and bills) their
+    /// parts until they are cancelled, and no file listing shows them.
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<Leftover>> {
+        let full = self.name(prefix);
+        let own = self.prefix.clone();
+        self.with_session(|s| {
+            let mut out = Vec::new();
+            let mut start: Option<String> = None;
+            loop {
+                let page = s.list_unfinished_large_files(&full, start.as_deref())?;
+                for file in page.files {
+                    let Some(key) = file.file_name.strip_prefix(&own) else {
+                        continue;
+                    };
+                    out.push(Leftover {
+                        key: key.to_string(),
+                        size: s.uploaded_bytes(&file.file_id)?,
+                        id: file.file_id,
+                        modified: file.upload_timestamp / 1000,
+                    });
+                }
+                match page.next_file_id {
+                    Some(next) => start = Some(next),
+                    None => return Ok(out),
+                }
+            }
+        })
+    }
+
+    fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        self.with_session(|s| match s.cancel_large_file(&leftover.id) {
+            // Finished or cancelled meanwhile: nothing left.
+            Err(e) if matches!(e.kind, ErrorKind::NotFound | ErrorKind::InvalidConfig) => {
+                backups_sdk::debug!("{}: already gone ({})", leftover.id, e.message);
+                Ok(())
+            }
+            other => other,
+        })
+    }
+
+    /// A lifecycle rule over this destination's prefix that cancels unfinished large files.
+    fn self_cleaning(&mut self) -> Result<CleanupRule> {
+        let own = self.prefix.clone();
+        self.with_session(|s| {
+            let days = s
+                .lifecycle_rules
+                .iter()
+                .filter(|rule| own.starts_with(&rule.file_name_prefix))
+                .filter_map(|rule| rule.days_from_starting_to_canceling_unfinished_large_files)
+                .min();
+            Ok(match days {
+                Some(d) => CleanupRule::AfterDays(d),
+                None => CleanupRule::Absent,
+            })
         })
     }
 }

@@ -39,8 +39,8 @@ mod api;
 
 use api::{Credentials, Dropbox};
 use backups_sdk::{
-    About, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
-    PluginError, Result,
+    About, CleanupRule, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter,
+    Plugin, PluginError, Result,
 };
 use backups_storage_http as http;
 use serde::Deserialize;
@@ -259,6 +259,12 @@ impl Destination for DropboxFolder {
             backups_sdk::warn!("{key} deleted, but not its emptied folder: {}", e.message);
         }
         Ok(())
+    }
+
+    /// Upload sessions cannot be listed; Dropbox expires an unfinished one 7 days after it
+    /// began, and it never becomes a file the account's quota counts.
+    fn self_cleaning(&mut self) -> Result<CleanupRule> {
+        Ok(CleanupRule::ExpiresAfterDays(7))
     }
 }
 

@@ -38,8 +38,8 @@
 
 use backups_google_auth::{TokenSource, Upload, http, required, unix_seconds};
 use backups_sdk::{
-    About, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
-    PluginError, Result,
+    About, CleanupRule, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter,
+    Plugin, PluginError, Result,
 };
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -298,6 +298,12 @@ impl Destination for Drive {
             }
         }
         Ok(())
+    }
+
+    /// Resumable upload sessions cannot be listed; Drive expires an unfinished one a week
+    /// after it began, and it never becomes a file the account's quota counts.
+    fn self_cleaning(&mut self) -> Result<CleanupRule> {
+        Ok(CleanupRule::ExpiresAfterDays(7))
     }
 }
 

@@ -36,8 +36,8 @@
 
 use backups_google_auth::{TokenSource, Upload, http, required, unix_seconds};
 use backups_sdk::{
-    About, Context, DeletionRule, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter,
-    Plugin, PluginError, Result,
+    About, CleanupRule, Context, DeletionRule, Destination, Grants, ObjectInfo, ObjectReader,
+    ObjectWriter, Plugin, PluginError, Result,
 };
 use serde::Deserialize;
 
@@ -347,6 +347,12 @@ impl Destination for Gcs {
             }
         }
         Ok(rules)
+    }
+
+    /// Resumable upload sessions cannot be listed; GCS expires an unfinished one a week
+    /// after it began, and it never becomes an object.
+    fn self_cleaning(&mut self) -> Result<CleanupRule> {
+        Ok(CleanupRule::ExpiresAfterDays(7))
     }
 }
 

@@ -11,13 +11,16 @@
 //! An object `host/2026-11-22/020000Z/etc.tar.gz.gpg` becomes the file
 //! `{path}/host/2026-11-22/020000Z/etc.tar.gz.gpg`. A put writes a hidden `.partial` file
 //! and renames it into place only once every byte is on disk, so a failed or interrupted
-//! upload never leaves a truncated object under the real name. Deleting the last object of
+//! upload never leaves a truncated object under the real name. A put that fails removes its
+//! `.partial`; one whose run was killed cannot, and the next run's sweep finds it
+//! (`list-leftovers`) and, once it is older than the entry's `leftover_age`, removes it.
+//! Deleting the last object of
 //! a directory removes the emptied directories too. Retention (`retention_copies`,
 //! `retention_days`) is decided by the host, not here.
 
 use backups_sdk::config::absolute_path;
 use backups_sdk::{
-    About, Context, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
+    About, Context, Destination, Grants, Leftover, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
     PluginError, Result,
 };
 use serde::Deserialize;
@@ -83,7 +86,14 @@ impl Local {
         Ok(self.root.join(rel))
     }
 
-    fn walk(&self, dir: &Path, prefix: &str, found: &mut Vec<ObjectInfo>) -> Result<()> {
+    /// Every regular file under `dir` whose key (path under `root`) starts with `prefix`,
+    /// handed to `visit` with its size and modification time.
+    fn walk(
+        &self,
+        dir: &Path,
+        prefix: &str,
+        visit: &mut dyn FnMut(String, u64, Option<u64>),
+    ) -> Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -109,9 +119,9 @@ impl Local {
                 // Only descend where keys with `prefix` can be.
                 let as_dir = format!("{key}/");
                 if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {
-                    self.walk(&path, prefix, found)?;
+                    self.walk(&path, prefix, visit)?;
                 }
-            } else if kind.is_file() && key.starts_with(prefix) && !key.ends_with(PARTIAL_SUFFIX) {
+            } else if kind.is_file() && key.starts_with(prefix) {
                 let meta = entry
                     .metadata()
                     .map_err(|e| PluginError::from_io(&e, path.display()))?;
@@ -120,15 +130,50 @@ impl Local {
                     .ok()
                     .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
                     .map(|d| d.as_secs());
-                found.push(ObjectInfo {
-                    key,
-                    size: meta.len(),
-                    modified,
-                });
+                visit(key, meta.len(), modified);
             }
         }
         Ok(())
     }
+
+    /// Removes the file at `path` (a missing one is fine), then the run and date
+    /// directories that emptied, from its parent up to the first that still holds something.
+    fn remove(&self, path: &Path) -> Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(PluginError::from_io(
+                    &e,
+                    format!("deleting {}", path.display()),
+                ));
+            }
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+}
+
+/// The object a put's temporary file `{dir}/.{name}.partial` was for: `{dir}/{name}`.
+fn partial_target(partial_key: &str) -> Option<String> {
+    let (dir, file) = match partial_key.rsplit_once('/') {
+        Some((dir, file)) => (Some(dir), file),
+        None => (None, partial_key),
+    };
+    let name = file.strip_prefix('.')?.strip_suffix(PARTIAL_SUFFIX)?;
+    if name.is_empty() {
+        return None;
+    }
+    Some(match dir {
+        Some(dir) => format!("{dir}/{name}"),
+        None => name.to_string(),
+    })
 }
 
 impl Destination for Local {
@@ -181,33 +226,78 @@ impl Destination for Local {
 
     fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>> {
         let mut found = Vec::new();
-        self.walk(&self.root.clone(), prefix, &mut found)?;
+        self.walk(&self.root, prefix, &mut |key, size, modified| {
+            if partial_target(&key).is_none() {
+                found.push(ObjectInfo {
+                    key,
+                    size,
+                    modified,
+                });
+            }
+        })?;
         Ok(found)
     }
 
     fn delete(&mut self, key: &str) -> Result<()> {
         let path = self.file_for(key)?;
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => {
-                return Err(PluginError::from_io(
-                    &e,
-                    format!("deleting {}", path.display()),
-                ));
+        self.remove(&path)
+    }
+
+    /// The `.partial` files of puts a killed run never finished (a put that fails removes
+    /// its own): named for the object they were becoming.
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<Leftover>> {
+        let mut found = Vec::new();
+        self.walk(&self.root, prefix, &mut |id, size, modified| {
+            if let Some(key) = partial_target(&id) {
+                found.push(Leftover {
+                    key,
+                    id,
+                    size,
+                    modified: modified.unwrap_or(0),
+                });
             }
+        })?;
+        Ok(found)
+    }
+
+    fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        // Only ever a file of our own temporary-name pattern.
+        if partial_target(&leftover.id).is_none() {
+            return Err(PluginError::permanent(format!(
+                "{:?} is not a .partial file of this plugin",
+                leftover.id
+            )));
         }
-        // Tidy the run and date directories the deletion emptied; stop at the first that
-        // still holds something (remove_dir refuses non-empty directories).
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == self.root || fs::remove_dir(d).is_err() {
-                break;
-            }
-            dir = d.parent();
-        }
-        Ok(())
+        let path = self.file_for(&leftover.id)?;
+        self.remove(&path)
     }
 }
 
 backups_sdk::export_destination!(Local);
+
+#[cfg(test)]
+mod tests {
+    use super::partial_target;
+
+    #[test]
+    fn a_partial_file_names_the_object_it_was_becoming() {
+        assert_eq!(
+            partial_target("h/2026-12-03/020000Z/.etc.tar.gz.gpg.partial").as_deref(),
+            Some("h/2026-12-03/020000Z/etc.tar.gz.gpg")
+        );
+        assert_eq!(partial_target(".x.partial").as_deref(), Some("x"));
+    }
+
+    #[test]
+    fn other_files_are_not_leftovers() {
+        for key in [
+            "h/2026-12-03/020000Z/etc.tar.gz.gpg",
+            "h/2026-12-03/020000Z/etc.partial",
+            "h/.partial",
+            "h/..partial",
+            "h/notes.txt",
+        ] {
+            assert_eq!(partial_target(key), None, "{key}");
+        }
+    }
+}

@@ -24,7 +24,10 @@
 //!
 //! Artifacts up to one part are one `PutObject`; larger ones a multipart upload, aborted
 //! on any failure so a partial upload never becomes an object. Only the part being sent
-//! is in memory. Deletion rules (for `backups status`) are read from the bucket's
+//! is in memory. A run killed mid-upload cannot abort its upload; the next run's sweep
+//! lists the bucket's unfinished uploads under the prefix (`ListMultipartUploads`, sized
+//! by `ListParts`) and aborts those of this job older than `leftover_age`. `backups
+//! status` says whether the bucket has an `AbortIncompleteMultipartUpload` rule of its own. Deletion rules (for `backups status`) are read from the bucket's
 //! lifecycle configuration (expiration rules).
 //!
 //! Grants derived from these keys: `net` to the endpoint (the regional S3 endpoint and the
@@ -34,11 +37,11 @@
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, LifecycleRule};
 use backups_sdk::config::flag;
 use backups_sdk::{
-    About, Context, DeletionRule, Destination, Grants, ObjectInfo, ObjectReader, ObjectWriter,
-    Plugin, PluginError, Result, error_chain,
+    About, CleanupRule, Context, DeletionRule, Destination, Grants, Leftover, ObjectInfo,
+    ObjectReader, ObjectWriter, Plugin, PluginError, Result, error_chain,
 };
 use serde::Deserialize;
 use std::io::{Read, Write};
@@ -73,10 +76,12 @@ fn sixteen() -> u64 {
     16
 }
 
+/// `s3` writes its keys as AWS names them (`aws_access_key_id`…), `minio` as MinIO does
+/// (`access_key`, `secret_key`).
 #[derive(Deserialize, Default)]
 struct KeyPair {
-    aws_access_key_id: Option<String>,
-    aws_secret_access_key: Option<String>,
+    #[serde(flatten)]
+    aws: backups_aws::KeyPair,
     access_key: Option<String>,
     secret_key: Option<String>,
 }
@@ -103,7 +108,7 @@ impl Config {
             ("minio", _, None) => Err(PluginError::invalid_config(
                 "endpoint: missing (host:port of the server)",
             )),
-            (_, Some(url), _) => Ok(Some(url.trim_end_matches('/').to_string())),
+            (_, Some(url), _) => backups_aws::endpoint(Some(url), "s3", "").map(Some),
             _ => Ok(None),
         }
     }
@@ -122,27 +127,16 @@ impl Config {
         })
     }
 
-    fn key_pair(&self) -> Result<(String, String, Option<String>)> {
+    /// This entry's keys in the shape `backups_aws` reads them.
+    fn key_pair(&self) -> backups_aws::KeyPair {
         let c = &self.credentials;
-        let pair = match self.kind.as_str() {
-            "minio" => (c.access_key.clone(), c.secret_key.clone()),
-            _ => (c.aws_access_key_id.clone(), c.aws_secret_access_key.clone()),
-        };
-        match pair {
-            (Some(id), Some(secret)) => Ok((id, secret, None)),
-            (None, None) => match (
-                std::env::var("AWS_ACCESS_KEY_ID"),
-                std::env::var("AWS_SECRET_ACCESS_KEY"),
-            ) {
-                (Ok(id), Ok(secret)) => Ok((id, secret, std::env::var("AWS_SESSION_TOKEN").ok())),
-                _ => Err(PluginError::auth(
-                    "no credentials: set credentials in the entry, or grant env AWS_ACCESS_KEY_ID and \
-                     AWS_SECRET_ACCESS_KEY",
-                )),
+        match self.kind.as_str() {
+            "minio" => backups_aws::KeyPair {
+                aws_access_key_id: c.access_key.clone(),
+                aws_secret_access_key: c.secret_key.clone(),
+                aws_session_token: None,
             },
-            _ => Err(PluginError::invalid_config(
-                "credentials: give both the key id and the secret",
-            )),
+            _ => c.aws.clone(),
         }
     }
 }
@@ -184,21 +178,9 @@ impl Plugin for S3 {
     }
 
     fn requested_grants(config: &Config) -> Result<Grants> {
-        let c = &config.credentials;
-        let has_keys = c.aws_access_key_id.is_some() || c.access_key.is_some();
         Ok(Grants {
             net: config.peers()?,
-            env: if has_keys {
-                Vec::new()
-            } else {
-                [
-                    "AWS_ACCESS_KEY_ID",
-                    "AWS_SECRET_ACCESS_KEY",
-                    "AWS_SESSION_TOKEN",
-                ]
-                .map(String::from)
-                .to_vec()
-            },
+            env: backups_aws::env_grants(config.key_pair().is_set()),
             ..Grants::default()
         })
     }
@@ -212,12 +194,18 @@ impl Plugin for S3 {
                 "part_size_mib: S3 parts are at least 5 MiB",
             ));
         }
-        let (id, secret, token) = config.key_pair()?;
+        let keys = backups_aws::keys(&[&config.key_pair()])?;
         let endpoint = config.endpoint()?;
         let mut builder = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(config.region()))
-            .credentials_provider(Credentials::new(id, secret, token, None, "backups job"))
+            .credentials_provider(Credentials::new(
+                keys.access_key_id,
+                keys.secret_access_key,
+                keys.session_token,
+                None,
+                "backups job",
+            ))
             .http_client(aws_smithy_wasm::wasi::WasiHttpClientBuilder::new().build())
             .sleep_impl(aws_smithy_wasm::wasi::WasiSleep)
             .interceptor(ContentLength)
@@ -254,34 +242,15 @@ fn failed<E>(what: &str, err: SdkError<E>) -> PluginError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let message = match &err {
-        SdkError::ServiceError(e) => {
-            let code = e.err().code().unwrap_or("");
-            let text = e.err().message().unwrap_or("");
-            let status = e.raw().status().as_u16();
-            let detail = format!("{what}: {code} {text} (HTTP {status})");
-            return match code {
-                "AccessDenied"
-                | "InvalidAccessKeyId"
-                | "SignatureDoesNotMatch"
-                | "ExpiredToken" => PluginError::auth(detail),
-                "NoSuchBucket" | "NoSuchKey" | "NotFound" => PluginError::not_found(detail),
-                "SlowDown" | "RequestTimeout" | "InternalError" | "ServiceUnavailable" => {
-                    PluginError::transient(detail)
-                }
-                _ if status >= 500 => PluginError::transient(detail),
-                _ if status == 403 => PluginError::auth(detail),
-                _ if status == 404 => PluginError::not_found(detail),
-                _ => PluginError::permanent(detail),
-            };
-        }
-        other => format!("{what}: {}", error_chain(other)),
-    };
-    if message.contains("denied") || message.contains("Denied") {
-        PluginError::denied(message)
-    } else {
-        // Timeouts, dropped connections, refused connections: worth another try.
-        PluginError::transient(message)
+    match &err {
+        SdkError::ServiceError(e) => backups_aws::error_for(
+            what,
+            e.err().code().unwrap_or("(no code)"),
+            e.err().message().unwrap_or(""),
+            e.raw().status().as_u16(),
+        ),
+        // No answer: the host refused the peer (denied), or the network failed (transient).
+        other => backups_aws::no_answer(what, &error_chain(other)),
     }
 }
 
@@ -502,6 +471,135 @@ impl Destination for S3 {
     }
 
     fn deletion_rules(&mut self) -> Result<Vec<DeletionRule>> {
+        let mut rules = Vec::new();
+        for rule in self.lifecycle_rules()? {
+            let Some(days) = rule.expiration().and_then(|e| e.days()) else {
+                continue;
+            };
+            let prefix = rule_prefix(&rule);
+            rules.push(DeletionRule {
+                id: rule.id().unwrap_or("(unnamed)").to_string(),
+                // Report it relative to where this destination keeps its objects.
+                prefix: prefix
+                    .strip_prefix(&self.prefix)
+                    .unwrap_or(prefix)
+                    .to_string(),
+                expire_after_days: days.max(0) as u32,
+            });
+        }
+        Ok(rules)
+    }
+
+    /// Multipart uploads a killed run never completed nor aborted: S3 keeps (and bills)
+    /// their parts until they are aborted, and no object listing shows them.
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<Leftover>> {
+        let full = self.key(prefix);
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = match run(self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(&full)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send())
+            {
+                Ok(page) => page,
+                // Some S3-compatible servers do not implement it: nothing can be swept
+                // there, which the operator should know, but it is no failure of the run.
+                Err(SdkError::ServiceError(e)) if e.err().code() == Some("NotImplemented") => {
+                    backups_sdk::warn!(
+                        "this server does not list unfinished multipart uploads \
+                         (ListMultipartUploads: NotImplemented): the parts of an upload \
+                         a killed run left stay until the server removes them"
+                    );
+                    return Ok(out);
+                }
+                Err(e) => {
+                    return Err(failed(
+                        &format!("listing unfinished uploads under {full}"),
+                        e,
+                    ));
+                }
+            };
+            for upload in page.uploads() {
+                let (Some(full_key), Some(id)) = (upload.key(), upload.upload_id()) else {
+                    continue;
+                };
+                let Some(key) = full_key.strip_prefix(&self.prefix) else {
+                    continue;
+                };
+                out.push(Leftover {
+                    key: key.to_string(),
+                    id: id.to_string(),
+                    // Its cost, as far as the server says; an upload it cannot size is
+                    // still listed (the host may not even count it as this job's).
+                    size: self.uploaded_bytes(full_key, id).unwrap_or_else(|e| {
+                        backups_sdk::debug!("sizing {full_key}: {}", e.message);
+                        0
+                    }),
+                    modified: upload.initiated().map_or(0, |t| t.secs().max(0) as u64),
+                });
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+
+    fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        let key = self.key(&leftover.key);
+        match run(self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&key)
+            .upload_id(&leftover.id)
+            .send())
+        {
+            Ok(_) => Ok(()),
+            // Aborted or completed meanwhile: nothing left.
+            Err(SdkError::ServiceError(e)) if e.err().code() == Some("NoSuchUpload") => Ok(()),
+            Err(e) => Err(failed(
+                &format!("aborting the unfinished upload of {key}"),
+                e,
+            )),
+        }
+    }
+
+    /// An enabled `AbortIncompleteMultipartUpload` rule covering this destination's
+    /// prefix, if the bucket has one.
+    fn self_cleaning(&mut self) -> Result<CleanupRule> {
+        let days = self
+            .lifecycle_rules()?
+            .iter()
+            .filter(|rule| {
+                let prefix = rule_prefix(rule);
+                self.prefix.starts_with(prefix)
+            })
+            .filter_map(|rule| {
+                rule.abort_incomplete_multipart_upload()
+                    .and_then(|a| a.days_after_initiation())
+            })
+            .min();
+        Ok(match days {
+            Some(d) => CleanupRule::AfterDays(d.max(0) as u32),
+            None => CleanupRule::Absent,
+        })
+    }
+}
+
+impl S3 {
+    /// The bucket's enabled lifecycle rules; none when it has no configuration (or the
+    /// server does not implement lifecycles).
+    fn lifecycle_rules(&self) -> Result<Vec<LifecycleRule>> {
         let lifecycle = match run(self
             .client
             .get_bucket_lifecycle_configuration()
@@ -519,36 +617,50 @@ impl Destination for S3 {
             }
             Err(e) => return Err(failed("reading the bucket's lifecycle rules", e)),
         };
-        let mut rules = Vec::new();
-        for rule in lifecycle.rules() {
-            if rule.status().as_str() != "Enabled" {
-                continue;
-            }
-            let Some(days) = rule.expiration().and_then(|e| e.days()) else {
-                continue;
-            };
-            // Rules written before the Filter element carry a top-level Prefix; S3 still
-            // applies them, so they count.
-            #[allow(deprecated)]
-            let legacy_prefix = rule.prefix();
-            let prefix = rule
-                .filter()
-                .and_then(|f| f.prefix())
-                .or(legacy_prefix)
-                .unwrap_or("")
-                .to_string();
-            rules.push(DeletionRule {
-                id: rule.id().unwrap_or("(unnamed)").to_string(),
-                // Report it relative to where this destination keeps its objects.
-                prefix: prefix
-                    .strip_prefix(&self.prefix)
-                    .unwrap_or(&prefix)
-                    .to_string(),
-                expire_after_days: days.max(0) as u32,
-            });
-        }
-        Ok(rules)
+        Ok(lifecycle
+            .rules()
+            .iter()
+            .filter(|rule| rule.status().as_str() == "Enabled")
+            .cloned()
+            .collect())
     }
+
+    /// The bytes of the parts an unfinished upload holds.
+    fn uploaded_bytes(&self, key: &str, upload_id: &str) -> Result<u64> {
+        let mut total = 0u64;
+        let mut marker: Option<String> = None;
+        loop {
+            let page = run(self
+                .client
+                .list_parts()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send())
+            .map_err(|e| failed(&format!("listing the parts of {key}"), e))?;
+            total += page
+                .parts()
+                .iter()
+                .map(|p| p.size().unwrap_or(0).max(0) as u64)
+                .sum::<u64>();
+            marker = page.next_part_number_marker().map(str::to_string);
+            if page.is_truncated() != Some(true) || marker.is_none() {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The prefix a lifecycle rule applies to. Rules written before the Filter element carry a
+/// top-level Prefix; S3 still applies them, so they count.
+fn rule_prefix(rule: &LifecycleRule) -> &str {
+    #[allow(deprecated)]
+    let legacy_prefix = rule.prefix();
+    rule.filter()
+        .and_then(|f| f.prefix())
+        .or(legacy_prefix)
+        .unwrap_or("")
 }
 
 backups_sdk::export_destination!(S3);

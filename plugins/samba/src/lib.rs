@@ -26,8 +26,9 @@
 //! never through the plugin, so memory stays flat), checks the size the server reports,
 //! and only then renames the file to its name (replacing one of that name): a failed or
 //! interrupted upload never leaves a file under the real name, and its `.partial` is
-//! deleted (if the server went away meanwhile, the `.partial` may stay; listings ignore
-//! it). Downloads are `get NAME -` into the host's stream. Listings are recursive `ls`
+//! deleted (if the server went away meanwhile, or the run was killed, the `.partial` stays;
+//! listings ignore it, and a later run's sweep removes it once it is older than the
+//! entry's `leftover_age`). Downloads are `get NAME -` into the host's stream. Listings are recursive `ls`
 //! (size and write time, read in UTC), without `.partial` files; deleting the last file of
 //! a run's directory removes the emptied directories. Retention (`retention_copies`,
 //! `retention_days`) is decided by the host, which deletes through this plugin (the legacy
@@ -47,8 +48,8 @@ mod remote;
 mod smbclient;
 
 use backups_sdk::{
-    About, Context, Destination, ErrorKind, Grants, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
-    PluginError, Result, process,
+    About, Context, Destination, ErrorKind, Grants, Leftover, ObjectInfo, ObjectReader,
+    ObjectWriter, Plugin, PluginError, Result, process,
 };
 use remote::Folder;
 use serde::Deserialize;
@@ -274,7 +275,61 @@ impl Destination for Samba {
     }
 
     fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>> {
-        // List recursively from the deepest directory the prefix names, then filter.
+        Ok(self
+            .files(prefix)?
+            .into_iter()
+            .filter(|(key, _)| !key.ends_with(PARTIAL_SUFFIX))
+            .map(|(key, e)| ObjectInfo {
+                key,
+                size: e.size,
+                modified: e.modified,
+            })
+            .collect())
+    }
+
+    fn delete(&mut self, key: &str) -> Result<()> {
+        let path = self.folder.path_of(key)?;
+        self.remove(&path, &format!("deleting {key}"))
+    }
+
+    /// The `.partial` files of uploads a killed run never finished (a failed upload
+    /// removes its own, unless the server went away meanwhile).
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<Leftover>> {
+        Ok(self
+            .files(prefix)?
+            .into_iter()
+            .filter_map(|(key, e)| {
+                Some(Leftover {
+                    key: key.strip_suffix(PARTIAL_SUFFIX)?.to_string(),
+                    id: e.path,
+                    size: e.size,
+                    modified: e.modified.unwrap_or(0),
+                })
+            })
+            .collect())
+    }
+
+    fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        // Only ever a `.partial` file inside this entry's folder, by a name put would use.
+        let key = self
+            .folder
+            .key_of(&leftover.id)
+            .filter(|key| key.ends_with(PARTIAL_SUFFIX))
+            .ok_or_else(|| {
+                PluginError::permanent(format!(
+                    "{:?} is not a .partial file in this destination's folder",
+                    leftover.id
+                ))
+            })?;
+        let path = self.folder.path_of(&key)?;
+        self.remove(&path, &format!("removing the leftover {path}"))
+    }
+}
+
+impl Samba {
+    /// Every file whose key starts with `prefix`, `.partial` ones included, listed
+    /// recursively from the deepest directory the prefix names.
+    fn files(&self, prefix: &str) -> Result<Vec<(String, listing::Entry)>> {
         let dir = self.folder.dir_of_prefix(prefix)?;
         let mask = if dir.is_empty() {
             "*".to_string()
@@ -290,29 +345,23 @@ impl Destination for Samba {
         let reply = reply.check(&format!("listing {prefix:?} on {}", self.share.service))?;
         Ok(listing::parse(&reply.stdout, &dir)
             .into_iter()
-            .filter(|e| !e.is_dir && !e.path.ends_with(PARTIAL_SUFFIX))
+            .filter(|e| !e.is_dir)
             .filter_map(|e| Some((self.folder.key_of(&e.path)?, e)))
             .filter(|(key, _)| key.starts_with(prefix))
-            .map(|(key, e)| ObjectInfo {
-                key,
-                size: e.size,
-                modified: e.modified,
-            })
             .collect())
     }
 
-    fn delete(&mut self, key: &str) -> Result<()> {
-        let path = self.folder.path_of(key)?;
+    /// Deletes the file at `path` (a missing one is fine), then the run and date
+    /// directories that emptied: removing a directory that still holds something fails
+    /// harmlessly, and every command of the script runs whatever the one before it did.
+    fn remove(&self, path: &str, what: &str) -> Result<()> {
         let reply = self
             .share
-            .run(&format!("del {}", quoted(&path)), MAX_REPLY)?;
+            .run(&format!("del {}", quoted(path)), MAX_REPLY)?;
         if reply.exit_code != 0 && !reply.says_not_found() {
-            reply.check(&format!("deleting {key} on {}", self.share.service))?;
+            reply.check(&format!("{what} on {}", self.share.service))?;
         }
-        // Tidy the run and date directories the deletion emptied: removing a directory
-        // that still holds something fails harmlessly, and every command of the script
-        // runs whatever the one before it did.
-        let script: Vec<String> = remote::parents(&path)
+        let script: Vec<String> = remote::parents(path)
             .rev()
             .filter(|dir| self.folder.holds(dir))
             .map(|dir| format!("rmdir {}", quoted(dir)))

@@ -1264,3 +1264,40 @@ impl Cleanup {
         })])
     }
 }
+
+/// Starts `backups run JOB` (with `env`) and SIGKILLs it, as the OOM killer or a reboot
+/// would, as soon as `moment()` holds (polled every few milliseconds). Returns whether it
+/// was killed; `false` when the run ended first.
+pub fn kill_run_when(job: &Path, env: &[(&str, &str)], moment: impl Fn() -> bool) -> bool {
+    use std::time::{Duration, Instant};
+    let mut child = backups()
+        .arg("run")
+        .arg(job)
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("starting backups run");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if moment() {
+            child.kill().unwrap(); // SIGKILL: nothing of the run's own cleanup runs
+            child.wait().unwrap();
+            return true;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run neither ended nor reached the moment"
+        );
+        std::thread::sleep(Duration::from_millis(3));
+    }
+}
+
+/// The time `days` from now, for `BACKUPS_NOW`: leftovers of a killed run are removed only
+/// once they are older than `leftover_age` (a day by default).
+pub fn days_from_now(days: i64) -> String {
+    (jiff::Timestamp::now() + jiff::SignedDuration::from_hours(24 * days)).to_string()
+}
