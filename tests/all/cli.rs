@@ -4,6 +4,7 @@ use crate::support;
 
 use serde_json::json;
 use std::fs;
+use std::path::Path;
 use support::*;
 
 #[test]
@@ -204,4 +205,21 @@ fn secrets_from_env_and_files_are_resolved_and_never_printed() {
         "{}",
         r.stderr
     );
+}
+
+/// The README's first command runs this job: it must check clean, with no warning about
+/// itself (no secret in clear, no unknown key), before anything exists under /tmp.
+#[test]
+fn the_quickstart_example_job_checks_clean() {
+    let job = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/folder-to-local.json");
+    let r = run(backups()
+        .env(
+            "BACKUPS_EXAMPLE_PASSPHRASE",
+            "example passphrase: change me",
+        )
+        .arg("check")
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.stdout.contains("warnings:"), "{}", r.stdout);
+    assert!(!r.stdout.contains("RISK"), "{}", r.stdout);
 }
