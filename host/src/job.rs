@@ -31,9 +31,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-/// Every artifact is gzip (-1, block-parallel), as the legacy tool's were.
-const COMPRESSION: Compression = Compression::Gzip;
-
 /// Shared progress counter for the CLI's TTY display: bytes the current source produced.
 #[derive(Clone, Default)]
 pub struct Progress {
@@ -148,12 +145,13 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 continue;
             }
         };
+        let compression = Compression::from(entry.compression);
         let object = objects::object_key(
             &job.hostname,
             started,
             &entry.id,
             &kind,
-            (COMPRESSION, encryption.kind()),
+            (compression, encryption.kind()),
         );
         let manifest = Manifest {
             manifest_version: objects::MANIFEST_VERSION,
@@ -168,7 +166,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             size: artifact.size,
             sha256: artifact.sha256.clone(),
             bytes_in: artifact.bytes_in,
-            compression: COMPRESSION.name().into(),
+            compression: compression.name().into(),
             encryption: encryption.kind().name().into(),
             recipients: encryption.recipients(),
             tool: format!("backups {}", env!("CARGO_PKG_VERSION")),
@@ -319,7 +317,7 @@ async fn dump(
     let writer = pipeline::spawn(
         chunks,
         path.clone(),
-        COMPRESSION,
+        Compression::from(entry.compression),
         encryption,
         progress.bytes.clone(),
     );

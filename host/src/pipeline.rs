@@ -1,5 +1,5 @@
-//! Source bytes → gzip (block-parallel, one member per 512 KiB) → OpenPGP → one temporary
-//! artifact file, on threads of their own.
+//! Source bytes → compression (gzip block-parallel, or zstd multi-threaded: see `codec`) →
+//! OpenPGP → one temporary artifact file, on threads of their own.
 //!
 //! The plugin (or a command spliced in for it) fills a bounded channel; this thread drains
 //! it. Nothing is held in memory beyond the channel's few chunks and the codecs' buffers,
@@ -7,7 +7,6 @@
 //! as it is written, for the manifest.
 
 use crate::codec::Compression;
-use crate::codec::gzip::ParallelGzip;
 use crate::codec::openpgp::Plan;
 use crate::runtime::sink::ArtifactChunks;
 use anyhow::{Context as _, Result};
@@ -39,9 +38,7 @@ pub fn spawn(
 ) -> std::thread::JoinHandle<Result<Artifact>> {
     std::thread::Builder::new()
         .name("artifact-writer".into())
-        .spawn(move || match compression {
-            Compression::Gzip => write_artifact(chunks, &path, &plan, &progress),
-        })
+        .spawn(move || write_artifact(chunks, &path, compression, &plan, &progress))
         .expect("spawning the artifact writer thread")
 }
 
@@ -49,6 +46,7 @@ pub fn spawn(
 fn write_artifact(
     mut chunks: ArtifactChunks,
     path: &Path,
+    compression: Compression,
     plan: &Plan,
     progress: &AtomicU64,
 ) -> Result<Artifact> {
@@ -62,9 +60,7 @@ fn write_artifact(
     let mut hashed = Hashing::new(BufWriter::with_capacity(256 << 10, file));
     let mut bytes_in = 0u64;
     let ctx = || format!("writing {}", path.display());
-    // gzip -1 (as the legacy pipeline): at this level compression is the costliest stage,
-    // so it gets every core, block-parallel; encryption runs beside it.
-    let level = flate2::Compression::fast();
+    // Compression is the costliest stage: it gets every core; encryption runs beside it.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
 
     if plan.encrypts() {
@@ -88,13 +84,19 @@ fn write_artifact(
                 Ok(())
             });
             let compressed_ok = (|| -> Result<()> {
-                let mut gz = ParallelGzip::new(BlockSender::new(blocks), level, workers);
+                let mut compressor = compression
+                    .encoder(BlockSender::new(blocks), workers)
+                    .with_context(ctx)?;
                 while let Some(chunk) = chunks.blocking_recv() {
                     bytes_in += chunk.len() as u64;
                     progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    gz.write_all(&chunk).with_context(ctx)?;
+                    compressor.write_all(&chunk).with_context(ctx)?;
                 }
-                gz.finish().with_context(ctx)?.finish().with_context(ctx)
+                compressor
+                    .finish()
+                    .with_context(ctx)?
+                    .finish()
+                    .with_context(ctx)
             })();
             let encrypted_ok = encryptor
                 .join()
@@ -104,13 +106,15 @@ fn write_artifact(
         });
         encrypting?;
     } else {
-        let mut gz = ParallelGzip::new(&mut hashed, level, workers);
+        let mut compressor = compression
+            .encoder(&mut hashed, workers)
+            .with_context(ctx)?;
         while let Some(chunk) = chunks.blocking_recv() {
             bytes_in += chunk.len() as u64;
             progress.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            gz.write_all(&chunk).with_context(ctx)?;
+            compressor.write_all(&chunk).with_context(ctx)?;
         }
-        gz.finish().with_context(ctx)?;
+        compressor.finish().with_context(ctx)?;
     }
     let (buffered, sha256, size) = hashed.finish();
     let file = buffered
@@ -174,7 +178,7 @@ impl Write for BlockSender {
 
     fn flush(&mut self) -> io::Result<()> {
         // Blocks go out when full or at finish; flushing mid-stream would only make
-        // small blocks (gzip's finish flushes, and finish() sends the rest).
+        // small blocks (a compressor's finish flushes, and finish() sends the rest).
         Ok(())
     }
 }

@@ -337,11 +337,18 @@ impl JobPlan {
                                 format!("OpenPGP, recipients {}", recipients.join(", "))
                             }
                             Some(config::Encryption::None) => {
-                                "none (compress_only: gzip only)".into()
+                                "none (compress_only: compressed only)".into()
                             }
                             None => "MISSING".into(),
                         };
                         out += &format!("    encryption: {enc}\n");
+                        let compression = match crate::codec::Compression::from(e.compression) {
+                            crate::codec::Compression::Gzip => {
+                                "gzip -1 (block-parallel)".to_string()
+                            }
+                            crate::codec::Compression::Zstd { level } => format!("zstd -{level}"),
+                        };
+                        out += &format!("    compression: {compression}\n");
                     }
                     Role::Destination => {
                         let policy = retention::Policy::for_entry(e);

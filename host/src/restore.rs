@@ -209,9 +209,9 @@ pub fn plaintext(
     let encryption = codec::Encryption::from_manifest(&fetched.manifest.encryption)?;
     let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&fetched.path)?);
     let mut plaintext = match encryption {
-        codec::Encryption::None => compression.decoder(file),
+        codec::Encryption::None => compression.decoder(file)?,
         codec::Encryption::OpenPgpPassphrase | codec::Encryption::OpenPgpRecipients => {
-            compression.decoder(keys.decrypt(file)?)
+            compression.decoder(keys.decrypt(file)?)?
         }
     };
     sink(&mut plaintext)

@@ -11,6 +11,7 @@ mod b2_dropbox;
 mod bad_input;
 mod cli;
 mod cloud_snapshots;
+mod codecs;
 mod conformance;
 mod daemon;
 mod databases;

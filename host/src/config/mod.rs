@@ -116,6 +116,17 @@ pub enum Encryption {
     None,
 }
 
+/// How a source's artifacts are compressed: `"compression"` per source or for the job,
+/// `"gzip"` (the default, as the legacy tool's) or `"zstd"`, or `{"codec": "zstd",
+/// "level": N}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CompressionSetting {
+    #[default]
+    Gzip,
+    /// `None`: zstd's default level.
+    Zstd { level: Option<i32> },
+}
+
 /// A notifier's call limit unless its entry sets one: a notification server that hangs
 /// must not hold the end of a run for the hours a dump may take.
 pub const NOTIFIER_CALL_SECONDS: u64 = 300;
@@ -176,6 +187,8 @@ pub struct Entry {
     pub limits: Limits,
     /// Sources: how to encrypt.
     pub encryption: Option<Encryption>,
+    /// Sources: how to compress (the entry's `compression`, else the job's).
+    pub compression: CompressionSetting,
     /// Destinations: legacy retention keys.
     pub retention_copies: Option<u32>,
     pub retention_days: Option<u32>,
@@ -227,6 +240,7 @@ const HOST_KEYS: &[&str] = &[
     "recipients",
     "keyring",
     "compress_only",
+    "compression",
     "retention_copies",
     "retention_days",
     "min_copies",
@@ -253,6 +267,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "destinations",
     "notifications",
     "limits",
+    "compression",
     "cache_dir",
     "schedule",
     "max_age",
@@ -320,6 +335,11 @@ impl Job {
             Some(v) => parse_limits(v, Limits::default(), &format!("{shown}: limits"))?,
             None => Limits::default(),
         };
+        let compression = root
+            .get("compression")
+            .map(|v| compression(v, &format!("{shown}: compression")))
+            .transpose()?
+            .unwrap_or_default();
         let cache_dir = match root.get("cache_dir") {
             Some(v) => Some(PathBuf::from(string(v, &format!("{shown}: cache_dir"))?)),
             None => None,
@@ -372,6 +392,7 @@ impl Job {
                     role,
                     index,
                     limits,
+                    compression,
                 };
                 entries.push(ctx.parse(item)?);
             }
@@ -504,6 +525,8 @@ struct EntryContext<'a> {
     role: Role,
     index: usize,
     limits: Limits,
+    /// The job's `compression`, which a source's own replaces.
+    compression: CompressionSetting,
 }
 
 impl EntryContext<'_> {
@@ -629,6 +652,10 @@ impl EntryContext<'_> {
         } else {
             None
         };
+        let compression = match map.get("compression") {
+            Some(v) if self.role == Role::Source => compression(v, &self.at("compression"))?,
+            _ => self.compression,
+        };
         let retention_copies = map
             .get("retention_copies")
             .map(|v| retention_rule(v, &self.at("retention_copies")))
@@ -706,6 +733,7 @@ impl EntryContext<'_> {
             grants,
             limits,
             encryption,
+            compression,
             retention_copies,
             retention_days,
             min_copies,
@@ -910,6 +938,52 @@ fn json_kind(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "an object",
+    }
+}
+
+/// `"gzip"`, `"zstd"`, or `{"codec": "gzip"|"zstd", "level": N}` (zstd's levels; gzip
+/// has none to choose: it is always -1, as the legacy pipeline's).
+fn compression(value: &Value, at: &str) -> Result<CompressionSetting> {
+    let (codec, level) = match value {
+        Value::String(codec) => (codec.as_str(), None),
+        Value::Object(map) => {
+            if let Some(key) = map
+                .keys()
+                .find(|k| !matches!(k.as_str(), "codec" | "level"))
+            {
+                bail!("{at}: unknown key {key:?} (codec, level)");
+            }
+            let codec = match map.get("codec") {
+                Some(Value::String(c)) => c.as_str(),
+                _ => bail!("{at}.codec: missing (\"gzip\" or \"zstd\")"),
+            };
+            let level = match map.get("level") {
+                None => None,
+                Some(Value::Number(n)) => match n.as_i64().and_then(|l| i32::try_from(l).ok()) {
+                    Some(l) => Some(l),
+                    None => bail!("{at}.level: must be a whole number"),
+                },
+                Some(other) => bail!("{at}.level: must be a number, found {}", json_kind(other)),
+            };
+            (codec, level)
+        }
+        other => bail!(
+            "{at}: must be \"gzip\", \"zstd\" or {{\"codec\": …, \"level\": …}}, found {}",
+            json_kind(other)
+        ),
+    };
+    match (codec, level) {
+        ("gzip", None) => Ok(CompressionSetting::Gzip),
+        ("gzip", Some(_)) => {
+            bail!(
+                "{at}.level: gzip is always level 1 here (as the legacy tool's); choose zstd for levels"
+            )
+        }
+        ("zstd", Some(l)) if !(-7..=22).contains(&l) => {
+            bail!("{at}.level: zstd levels here run from -7 (fast) to 22 (small), not {l}")
+        }
+        ("zstd", level) => Ok(CompressionSetting::Zstd { level }),
+        (other, _) => bail!("{at}: unknown codec {other:?} (gzip or zstd)"),
     }
 }
 
