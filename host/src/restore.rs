@@ -27,6 +27,8 @@ pub struct Listed {
     pub object: String,
     pub created: jiff::Timestamp,
     pub size: u64,
+    /// Stored by the legacy Python tool (no manifest): restore it with `gpg --decrypt`.
+    pub legacy: bool,
 }
 
 /// Which copies a command works on.
@@ -98,6 +100,27 @@ pub async fn copies(
     Ok(objects::copies_of(&plan.job.hostname, source_id, &listing))
 }
 
+/// The legacy Python tool's copies of a source at one destination, newest first.
+pub async fn legacy_copies(
+    plan: &JobPlan,
+    instance: &mut Instance,
+    source_id: &str,
+) -> Result<Vec<objects::LegacyCopy>> {
+    let mut listing = Vec::new();
+    for prefix in objects::legacy_prefixes(&plan.job.hostname, source_id) {
+        listing.extend(
+            instance.list(&prefix).await.map_err(|e| {
+                anyhow::anyhow!("listing: {}", plan.redactor.redact(&e.to_string()))
+            })?,
+        );
+    }
+    Ok(objects::legacy_copies_of(
+        &plan.job.hostname,
+        source_id,
+        &listing,
+    ))
+}
+
 pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> Result<Vec<Listed>> {
     let session = Session::for_purpose(plan, runtime, "list", &plan.job.tmpdir)?;
     let sources = selected_sources(plan, selection)?;
@@ -111,6 +134,17 @@ pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> R
                     object: c.object,
                     created: c.created,
                     size: c.size,
+                    legacy: false,
+                });
+            }
+            for c in legacy_copies(plan, &mut instance, &source.entry.id).await? {
+                out.push(Listed {
+                    destination_id: dest.entry.id.clone(),
+                    source_id: source.entry.id.clone(),
+                    object: c.object,
+                    created: c.created,
+                    size: c.size,
+                    legacy: true,
                 });
             }
         }

@@ -36,6 +36,9 @@ pub struct Freshness {
     pub newest: Option<Timestamp>,
     pub newest_object: Option<String>,
     pub copies: usize,
+    /// Of those, copies the legacy Python tool stored (its layouts, no manifest): counted,
+    /// so that `status` is right on the first night after migrating, and never deleted.
+    pub legacy_copies: usize,
     #[serde(serialize_with = "secs")]
     pub age: Option<Duration>,
     #[serde(serialize_with = "secs_plain")]
@@ -182,6 +185,7 @@ impl Freshness {
             newest: None,
             newest_object: None,
             copies: 0,
+            legacy_copies: 0,
             age: None,
             max_age,
             max_age_from,
@@ -203,12 +207,24 @@ pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
     };
     for dest in &plan.destinations {
         let mut rules = Vec::new();
+        // The legacy tool's copies of each source, by id: its layout under `{id}/` needs a
+        // listing of its own; a failed one only means none are seen.
+        let mut legacy: Vec<(String, Vec<objects::LegacyCopy>)> = Vec::new();
         let listing = match session.open(dest).await {
             Ok(mut instance) => {
                 let listing = instance
                     .list(&format!("{}/", job.hostname))
                     .await
                     .map_err(|e| plan.redactor.redact(&e.to_string()));
+                if let Ok(by_host) = &listing {
+                    for source in &job.sources {
+                        let [by_id, _] = objects::legacy_prefixes(&job.hostname, &source.id);
+                        let mut seen = instance.list(&by_id).await.unwrap_or_default();
+                        seen.extend(by_host.iter().cloned());
+                        let found = objects::legacy_copies_of(&job.hostname, &source.id, &seen);
+                        legacy.push((source.id.clone(), found));
+                    }
+                }
                 match instance.deletion_rules().await {
                     Ok(r) => rules = r,
                     Err(e) => tracing::warn!(
@@ -238,11 +254,25 @@ pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
                         );
                     }
                     f.copies = copies.len();
-                    if let Some(newest) = copies.first() {
-                        let age = Duration::try_from(now.duration_since(newest.created))
-                            .unwrap_or_default();
-                        f.newest = Some(newest.created);
-                        f.newest_object = Some(newest.object.clone());
+                    let old: Vec<(Timestamp, &str)> = legacy
+                        .iter()
+                        .filter(|(id, _)| *id == source.id)
+                        .flat_map(|(_, found)| found)
+                        .filter(|c| c.created <= now + crate::store::retention::CLOCK_SKEW)
+                        .map(|c| (c.created, c.object.as_str()))
+                        .collect();
+                    f.legacy_copies = old.len();
+                    f.copies += old.len();
+                    let newest = copies
+                        .iter()
+                        .map(|c| (c.created, c.object.as_str()))
+                        .chain(old)
+                        .max_by_key(|(created, _)| *created);
+                    if let Some((created, object)) = newest {
+                        let age =
+                            Duration::try_from(now.duration_since(created)).unwrap_or_default();
+                        f.newest = Some(created);
+                        f.newest_object = Some(object.to_string());
                         f.age = Some(age);
                         f.state = if age <= f.max_age {
                             State::Fresh

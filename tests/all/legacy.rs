@@ -306,3 +306,73 @@ fn a_mysql_defaults_file_is_used_and_counts_as_a_secret_file() {
         r.stderr
     );
 }
+
+/// Copies the legacy tool stored (its code's layout `{id}/{YYYYmmddHHMMSS}/{file}` in local
+/// time, its README's `{hostname}/{yyyy-mm-dd}/{id}.tar.gpg`) count for `status` on the
+/// first night after migrating, show in `list`, and are never deleted by retention.
+#[test]
+fn copies_the_legacy_tool_stored_count_for_status_and_list_and_are_never_deleted() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "data").unwrap();
+    let dest = w.join("dest");
+    let two_hours_ago = jiff::Zoned::now()
+        .checked_sub(jiff::SignedDuration::from_hours(2))
+        .unwrap();
+    let by_code = format!(
+        "files/{}/files.tar.gpg",
+        two_hours_ago.strftime("%Y%m%d%H%M%S")
+    );
+    let by_readme = format!("h/{}/files.tar.gpg", two_hours_ago.strftime("%Y-%m-%d"));
+    for key in [&by_code, &by_readme] {
+        fs::create_dir_all(dest.join(key).parent().unwrap()).unwrap();
+        fs::write(dest.join(key), b"a legacy copy").unwrap();
+    }
+    let job = write_job(
+        w,
+        &json!({"hostname": "h", "tmpdir": w.join("tmp"),
+                "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+                "destinations": [{"id": "disk", "type": "local", "path": dest,
+                                  "retention_copies": 1, "min_copies": 1}]}),
+    );
+
+    // The first night after migrating: fresh, from the legacy tool's copies.
+    let r = run(backups().args(["status", "--json"]).arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    let status: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let f = &status["freshness"][0];
+    assert_eq!(f["state"], "fresh", "{f}");
+    assert_eq!(f["legacy_copies"], 2, "{f}");
+    assert_eq!(f["newest_object"], by_code.as_str(), "{f}");
+
+    let listed = run(backups().arg("list").arg(&job));
+    assert_eq!(listed.code, 0);
+    for key in [&by_code, &by_readme] {
+        assert!(
+            listed
+                .stdout
+                .lines()
+                .any(|l| l.contains(key.as_str()) && l.contains("the legacy tool's copy")),
+            "{key}: {}",
+            listed.stdout
+        );
+    }
+
+    // Retention keeps one copy of ours and never touches theirs.
+    for day in 1..=2 {
+        let r = run(backups()
+            .env("BACKUPS_NOW", format!("2030-01-0{day}T02:00:00Z"))
+            .arg("run")
+            .arg(&job));
+        assert_eq!(r.code, 0, "{}", r.all());
+    }
+    assert_eq!(
+        artifacts(&dest).len(),
+        3,
+        "one of ours, two legacy: {:?}",
+        files_under(&dest)
+    );
+    assert!(dest.join(&by_code).exists() && dest.join(&by_readme).exists());
+}

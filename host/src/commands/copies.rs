@@ -26,12 +26,17 @@ pub(super) async fn list(
         );
         for c in &copies {
             println!(
-                "{:<14} {:<14} {:<21} {:>10}  {}",
+                "{:<14} {:<14} {:<21} {:>10}  {}{}",
                 c.destination_id,
                 c.source_id,
                 c.created.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
                 backups::text::human_bytes(c.size),
-                c.object
+                c.object,
+                if c.legacy {
+                    "  (the legacy tool's copy: restore it with gpg --decrypt)"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -140,6 +140,78 @@ pub fn copies_of(hostname: &str, source_id: &str, listing: &[ObjectInfo]) -> Vec
     copies
 }
 
+/// A copy the legacy Python tool stored: found by its layout, with no manifest. Read-only:
+/// it counts for `status` and shows in `list`, and nothing here deletes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegacyCopy {
+    pub object: String,
+    pub created: Timestamp,
+    pub size: u64,
+}
+
+/// Where the legacy tool's copies of `source_id` are listed: its code's layout under
+/// `{id}/`, its README's under `{hostname}/`.
+pub fn legacy_prefixes(hostname: &str, source_id: &str) -> [String; 2] {
+    [format!("{source_id}/"), format!("{hostname}/")]
+}
+
+/// The legacy tool's copies of `source_id` in a listing of [`legacy_prefixes`], newest
+/// first. Its layouts:
+/// - `{id}/{YYYYmmddHHMMSS}/{file}` (its code: the run's local time, any dump file name);
+/// - `{hostname}/{yyyy-mm-dd}/{id}.{sql|tar}….gpg` (its README: the day, local time).
+///
+/// Times are read in this machine's time zone, as the legacy tool wrote them.
+pub fn legacy_copies_of(
+    hostname: &str,
+    source_id: &str,
+    listing: &[ObjectInfo],
+) -> Vec<LegacyCopy> {
+    let tz = jiff::tz::TimeZone::system();
+    let mut copies: Vec<LegacyCopy> = listing
+        .iter()
+        .filter(|o| !o.key.chars().any(char::is_control))
+        .filter_map(|o| {
+            let created = legacy_time(hostname, source_id, &o.key, &tz)?;
+            Some(LegacyCopy {
+                object: o.key.clone(),
+                created,
+                size: o.size,
+            })
+        })
+        .collect();
+    copies.sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
+    copies.dedup_by(|a, b| a.object == b.object);
+    copies
+}
+
+fn legacy_time(
+    hostname: &str,
+    source_id: &str,
+    key: &str,
+    tz: &jiff::tz::TimeZone,
+) -> Option<Timestamp> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [first, stamp, file] = parts.as_slice() else {
+        return None;
+    };
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let civil = if *first == source_id && digits(stamp, 14) && !file.is_empty() {
+        jiff::civil::DateTime::strptime("%Y%m%d%H%M%S", stamp).ok()?
+    } else if *first == hostname
+        && stamp.len() == 10
+        && file
+            .strip_prefix(source_id)
+            .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".gpg"))
+    {
+        jiff::civil::Date::strptime("%Y-%m-%d", stamp)
+            .ok()?
+            .to_datetime(jiff::civil::Time::midnight())
+    } else {
+        return None;
+    };
+    civil.to_zoned(tz.clone()).ok().map(|z| z.timestamp())
+}
+
 /// A kind becomes part of an object name: 1-16 letters, digits or `-`.
 pub fn valid_kind(kind: &str) -> bool {
     (1..=16).contains(&kind.len()) && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -148,6 +220,43 @@ pub fn valid_kind(kind: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copies_in_the_legacy_tools_layouts_are_recognised_and_nothing_else() {
+        let listing: Vec<ObjectInfo> = [
+            "db/20261101020000/db.sql.gpg",
+            "db/20261102020000/db.sql.gz",
+            "h/2026-10-30/db.sql.gpg",
+            "h/2026-10-31/db.tar.gpg",
+            // Not copies of `db` in a legacy layout:
+            "h/2026-11-03/020000Z/db.sql.gz.gpg",
+            "h/2026-10-30/dbx.sql.gpg",
+            "h/2026-10-30/db.sql",
+            "db/2026110102/db.sql.gpg",
+            "db/20261101020000/sub/db.sql.gpg",
+            "other/20261101020000/db.sql.gpg",
+        ]
+        .iter()
+        .map(|k| ObjectInfo {
+            key: k.to_string(),
+            size: 9,
+            modified: None,
+        })
+        .collect();
+        let found: Vec<String> = legacy_copies_of("h", "db", &listing)
+            .into_iter()
+            .map(|c| c.object)
+            .collect();
+        assert_eq!(
+            found,
+            [
+                "db/20261102020000/db.sql.gz",
+                "db/20261101020000/db.sql.gpg",
+                "h/2026-10-31/db.tar.gpg",
+                "h/2026-10-30/db.sql.gpg"
+            ]
+        );
+    }
 
     fn obj(key: &str) -> ObjectInfo {
         ObjectInfo {
