@@ -2,6 +2,7 @@
 # Benchmark: `backups run` (folder → gzip → OpenPGP → local) against the references, on the
 # same corpus, in the same run:
 #   - the legacy tool's own pipeline `tar cf - | gzip -1 | gpg -c --compress-algo none`;
+#   - with `"compression": "zstd"` (level 3) too, against `tar cf - | zstd -3 -T0 | gpg -c`;
 #   - `restic backup` of the same tree into a fresh local repository (restic from Debian);
 #   - `backups run` with `tar` spliced in natively instead of the folder plugin reading the
 #     files through WASI: the difference is what the WASM boundary costs.
@@ -40,6 +41,7 @@ need=()
 command -v /usr/bin/time >/dev/null || need+=(time)
 command -v gpg >/dev/null || need+=(gnupg)
 command -v restic >/dev/null || need+=(restic)
+command -v zstd >/dev/null || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
@@ -82,6 +84,7 @@ if [ -n "${BEFORE_FOLDER:-}" ]; then
   job before "{\"id\": \"corpus\", \"type\": \"folder\", \"plugin\": \"$BEFORE_FOLDER\", \"path\": \"$CORPUS\",
     \"excludes\": [\".complete\"], \"passphrase\": \"$PASS\", \"grants\": {\"read\": [\"$CORPUS\"]}}"
 fi
+job zstd "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"excludes\": [\".complete\"], \"passphrase\": \"$PASS\", \"compression\": \"zstd\"}"
 job three "{\"id\": \"corpus\", \"type\": \"folder\", \"path\": \"$CORPUS\", \"passphrase\": \"$PASS\"}" \
   ", \"notifications\": [{\"id\": \"flag\", \"type\": \"flagfile\", \"flagfile\": \"$WORK/flag\"}]"
 
@@ -155,6 +158,12 @@ pipeline_once() {
   measure bash -c "tar cf - -C '$(dirname "$CORPUS")' '$(basename "$CORPUS")' | gzip -1 | gpg --batch --quiet -c --pinentry-mode loopback --passphrase '$PASS' --compress-algo none -o '$WORK/pipeline.tar.gz.gpg'"
 }
 
+zstd_pipeline_once() {
+  rm -f "$WORK/pipeline.tar.zst.gpg"
+  warm_corpus
+  measure bash -c "tar cf - -C '$(dirname "$CORPUS")' '$(basename "$CORPUS")' | zstd -3 -T0 -q | gpg --batch --quiet -c --pinentry-mode loopback --passphrase '$PASS' --compress-algo none -o '$WORK/pipeline.tar.zst.gpg'"
+}
+
 restic_once() {
   rm -rf "$WORK/restic-repo"
   RESTIC_PASSWORD="$PASS" restic init -q -r "$WORK/restic-repo" >/dev/null
@@ -169,7 +178,7 @@ pipeline_once >/dev/null
 
 [ -n "${BEFORE_FOLDER:-}" ] && backups_once before >/dev/null
 [ -n "${BEFORE_BIN:-}" ] && RUN_BIN="$BEFORE_BIN" backups_once folder >/dev/null
-declare -a B S N P R D O H
+declare -a B S N P R D O H Z ZP
 for _ in $(seq "$RUNS"); do
   [ -n "${BEFORE_FOLDER:-}" ] && O+=("$(backups_once before)")
   [ -n "${BEFORE_BIN:-}" ] && H+=("$(RUN_BIN="$BEFORE_BIN" backups_once folder)")
@@ -177,6 +186,9 @@ for _ in $(seq "$RUNS"); do
   S+=("$(dump_seconds "$WORK/folder-run.log")")
   N+=("$(backups_once native)")
   P+=("$(pipeline_once)")
+  Z+=("$(backups_once zstd)")
+  zstd_artifact=$(find "$OUT" -name '*.zst.gpg' -printf '%s\n' | sort -n | tail -1)
+  ZP+=("$(zstd_pipeline_once)")
   R+=("$(restic_once)")
 done
 # Wall time in ms with nanosecond clocks (/usr/bin/time rounds to 10 ms).
@@ -198,12 +210,15 @@ s_s=$(printf '%s\n' "${S[@]}" | best)
 read -r n_s n_rss < <(printf '%s\n' "${N[@]}" | best)
 read -r p_s p_rss < <(printf '%s\n' "${P[@]}" | best)
 read -r r_s r_rss < <(printf '%s\n' "${R[@]}" | best)
+read -r z_s z_rss < <(printf '%s\n' "${Z[@]}" | best)
+read -r zp_s zp_rss < <(printf '%s\n' "${ZP[@]}" | best)
 d_ms=$(printf '%s\n' "${D[@]}" | best)
 
 py() { python3 -c "print($1)"; }
 mbps() { py "f'{$BYTES / 1e6 / max($1, 0.001):.1f}'"; }
 pipe_size=$(stat -c %s "$WORK/pipeline.tar.gz.gpg")
 restic_size=$(du -sb "$WORK/restic-repo" | cut -f1)
+zpipe_size=$(stat -c %s "$WORK/pipeline.tar.zst.gpg")
 
 printf '\ncorpus: %s MiB, %s files (%s); best of %s runs; %s cores\n' \
   "$((BYTES >> 20))" "$FILES" "$CORPUS" "$RUNS" "$(nproc)"
@@ -221,9 +236,14 @@ if [ -n "${BEFORE_FOLDER:-}" ]; then
 fi
 row "backups run (tar spliced natively → local)" "$n_s" "$(mbps "$n_s")" "$((n_rss >> 10))" "-"
 row "tar | gzip -1 | gpg -c --compress-algo none" "$p_s" "$(mbps "$p_s")" "$((p_rss >> 10))" "$((pipe_size >> 20))"
+row "backups run, \"compression\": \"zstd\" (-3)" "$z_s" "$(mbps "$z_s")" "$((z_rss >> 10))" "$((zstd_artifact >> 20))"
+row "tar | zstd -3 -T0 | gpg -c --compress-algo none" "$zp_s" "$(mbps "$zp_s")" "$((zp_rss >> 10))" "$((zpipe_size >> 20))"
 row "restic backup (fresh local repository)" "$r_s" "$(mbps "$r_s")" "$((r_rss >> 10))" "$((restic_size >> 20))"
 printf '\nbackups is %sx the shell pipeline and %sx restic\n' \
   "$(py "f'{$p_s / max($b_s, 0.001):.2f}'")" "$(py "f'{$r_s / max($b_s, 0.001):.2f}'")"
+printf 'with zstd: %sx the gzip shell pipeline, %sx the zstd one, %sx restic\n' \
+  "$(py "f'{$p_s / max($z_s, 0.001):.2f}'")" "$(py "f'{$zp_s / max($z_s, 0.001):.2f}'")" \
+  "$(py "f'{$r_s / max($z_s, 0.001):.2f}'")"
 printf 'its dump stage alone (what the pipeline does) is %sx the shell pipeline\n' \
   "$(py "f'{$p_s / max($s_s, 0.001):.2f}'")"
 printf 'WASM boundary: the folder plugin takes %s%% longer than tar spliced natively\n' \

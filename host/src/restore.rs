@@ -12,7 +12,7 @@ use crate::config::Encryption;
 use crate::plan::{JobPlan, Planned};
 use crate::runtime::{Instance, Runtime};
 use crate::session::Session;
-use crate::store::objects::{self, Manifest, StoredCopy};
+use crate::store::objects::{self, StoredCopy};
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -152,39 +152,107 @@ pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> R
     Ok(out)
 }
 
+/// A copy chosen to read back: one of this tool's (with its manifest), or one the legacy
+/// tool stored (found by its layout, with none).
+pub enum Chosen {
+    Ours(StoredCopy),
+    Legacy(objects::LegacyCopy),
+}
+
+impl Chosen {
+    pub fn object(&self) -> &str {
+        match self {
+            Chosen::Ours(c) => &c.object,
+            Chosen::Legacy(c) => &c.object,
+        }
+    }
+}
+
 /// The copies a selection names at one destination: the given artifact, or the newest
-/// of each selected source.
+/// of each selected source (the legacy tool's newest only when there is none of ours).
 async fn chosen(
     plan: &JobPlan,
     instance: &mut Instance,
     sources: &[&Planned],
     selection: &Selection,
-) -> Result<Vec<(String, Option<StoredCopy>)>> {
+) -> Result<Vec<(String, Option<Chosen>)>> {
     let mut out = Vec::new();
     for source in sources {
-        let all = copies(plan, instance, &source.entry.id).await?;
-        let pick = match &selection.artifact {
-            Some(name) => all
-                .into_iter()
-                .find(|c| c.object == *name || c.object.ends_with(name.as_str())),
-            None => all.into_iter().next(),
+        let id = &source.entry.id;
+        let named = |object: &str| match &selection.artifact {
+            Some(name) => object == name || object.ends_with(name.as_str()),
+            None => true,
         };
+        let ours = copies(plan, instance, id).await?;
+        let mut pick = ours
+            .into_iter()
+            .find(|c| named(&c.object))
+            .map(Chosen::Ours);
+        if pick.is_none() {
+            pick = legacy_copies(plan, instance, id)
+                .await?
+                .into_iter()
+                .find(|c| named(&c.object))
+                .map(Chosen::Legacy);
+        }
         if selection.artifact.is_some() && pick.is_none() && sources.len() > 1 {
             continue;
         }
-        out.push((source.entry.id.clone(), pick));
+        out.push((id.clone(), pick));
     }
     Ok(out)
 }
 
-/// A fetched, checked copy on local disk.
+/// A fetched, checked copy on local disk, and what decodes it.
 pub struct Fetched {
-    pub manifest: Manifest,
     pub path: PathBuf,
+    pub object: String,
+    /// Our compression, from the manifest; `None` for a legacy copy that is not gzip
+    /// (OpenPGP's own compression, which the decryptor undoes, or none).
+    pub compression: Option<Compression>,
+    pub encryption: codec::Encryption,
+    /// `tar`, `sql`, … (the manifest's, or a legacy file name's).
+    pub kind: String,
+    /// Bytes the source produced, as the manifest says (a legacy copy has none).
+    pub bytes_in: Option<u64>,
+    /// What was checked on arrival.
+    pub checked: &'static str,
 }
 
-/// Fetches a copy and its manifest and checks size and sha256.
-pub async fn fetch(instance: &mut Instance, copy: &StoredCopy, scratch: &Path) -> Result<Fetched> {
+/// Fetches a chosen copy. One of ours is checked against its manifest (size, sha256);
+/// a legacy copy has no manifest, so only its decryption and format check it.
+pub async fn fetch(instance: &mut Instance, chosen: &Chosen, scratch: &Path) -> Result<Fetched> {
+    match chosen {
+        Chosen::Ours(copy) => fetch_ours(instance, copy, scratch).await,
+        Chosen::Legacy(copy) => {
+            let path = scratch.join("artifact");
+            instance
+                .get_to_file(&copy.object, &path, copy.size)
+                .await
+                .map_err(|e| anyhow::anyhow!("fetching {}: {e}", copy.object))?;
+            let file = copy.object.rsplit('/').next().unwrap_or_default();
+            // `{id}.{kind}[.gz][.gpg]`, as the legacy tool named its dumps.
+            let mut parts = file.split('.').skip(1);
+            let kind = parts.next().unwrap_or("data").to_string();
+            let rest: Vec<&str> = parts.collect();
+            Ok(Fetched {
+                path,
+                object: copy.object.clone(),
+                compression: rest.contains(&"gz").then_some(Compression::Gzip),
+                encryption: if rest.last() == Some(&"gpg") {
+                    codec::Encryption::OpenPgpPassphrase
+                } else {
+                    codec::Encryption::None
+                },
+                kind,
+                bytes_in: None,
+                checked: "legacy copy (no manifest, no sha256 to check)",
+            })
+        }
+    }
+}
+
+async fn fetch_ours(instance: &mut Instance, copy: &StoredCopy, scratch: &Path) -> Result<Fetched> {
     let manifest = objects::read_manifest(instance, &copy.manifest, scratch).await?;
     let path = scratch.join("artifact");
     instance
@@ -209,7 +277,17 @@ pub async fn fetch(instance: &mut Instance, copy: &StoredCopy, scratch: &Path) -
             manifest.sha256
         );
     }
-    Ok(Fetched { manifest, path })
+    // Decoders as the manifest names them: a codec this host does not know is refused
+    // by name before a byte is read.
+    Ok(Fetched {
+        path,
+        object: copy.object.clone(),
+        compression: Some(Compression::from_manifest(&manifest.compression)?),
+        encryption: codec::Encryption::from_manifest(&manifest.encryption)?,
+        kind: manifest.kind.clone(),
+        bytes_in: Some(manifest.bytes_in),
+        checked: "sha256 ok",
+    })
 }
 
 /// Keys for a source: its passphrase from the job, plus any secret keys given.
@@ -237,16 +315,16 @@ pub fn plaintext(
     keys: &Keys,
     sink: &mut dyn FnMut(&mut dyn Read) -> Result<()>,
 ) -> Result<()> {
-    // Decoders as the manifest names them: a codec this host does not know is refused
-    // by name before a byte is read.
-    let compression = Compression::from_manifest(&fetched.manifest.compression)?;
-    let encryption = codec::Encryption::from_manifest(&fetched.manifest.encryption)?;
     let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&fetched.path)?);
-    let mut plaintext = match encryption {
-        codec::Encryption::None => compression.decoder(file)?,
+    let decrypted: Box<dyn Read> = match fetched.encryption {
+        codec::Encryption::None => Box::new(file),
         codec::Encryption::OpenPgpPassphrase | codec::Encryption::OpenPgpRecipients => {
-            compression.decoder(keys.decrypt(file)?)?
+            Box::new(keys.decrypt(file)?)
         }
+    };
+    let mut plaintext = match fetched.compression {
+        Some(compression) => compression.decoder(decrypted)?,
+        None => decrypted,
     };
     sink(&mut plaintext)
 }
@@ -279,7 +357,7 @@ pub async fn verify(
             let mut v = Verified {
                 destination_id: dest.entry.id.clone(),
                 source_id: source_id.clone(),
-                object: copy.as_ref().map(|c| c.object.clone()),
+                object: copy.as_ref().map(|c| c.object().to_string()),
                 ok: false,
                 detail: String::new(),
             };
@@ -291,7 +369,7 @@ pub async fn verify(
             let checked = async {
                 let fetched = fetch(&mut instance, &copy, session.dir()).await?;
                 let keys = keys_for(source, secret_keys, &[])?;
-                let kind = fetched.manifest.kind.clone();
+                let kind = fetched.kind.clone();
                 let mut read = 0u64;
                 let mut entries = 0u64;
                 plaintext(&fetched, &keys, &mut |stream| {
@@ -315,16 +393,16 @@ pub async fn verify(
                     }
                     Ok(())
                 })?;
-                if read != fetched.manifest.bytes_in {
-                    bail!(
-                        "decompressed to {read} bytes, but the source produced {}",
-                        fetched.manifest.bytes_in
-                    );
+                if let Some(bytes_in) = fetched.bytes_in
+                    && read != bytes_in
+                {
+                    bail!("decompressed to {read} bytes, but the source produced {bytes_in}");
                 }
+                let checked = fetched.checked;
                 Ok::<_, anyhow::Error>(if kind == "tar" {
-                    format!("sha256 ok, decrypted, {read} bytes, {entries} tar entries")
+                    format!("{checked}, decrypted, {read} bytes, {entries} tar entries")
                 } else {
-                    format!("sha256 ok, decrypted, {read} bytes")
+                    format!("{checked}, decrypted, {read} bytes")
                 })
             }
             .await;
@@ -412,11 +490,11 @@ pub async fn restore(
                 })?;
             }
             Target::Extract(dir) => {
-                if fetched.manifest.kind != "tar" {
+                if fetched.kind != "tar" {
                     bail!(
                         "{} is a {} dump, not a folder archive: restore it with --to FILE",
-                        copy.object,
-                        fetched.manifest.kind
+                        fetched.object,
+                        fetched.kind
                     );
                 }
                 if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
@@ -431,7 +509,10 @@ pub async fn restore(
                 })?;
             }
         }
-        return Ok(format!("restored {} from {}", copy.object, dest.entry.id));
+        return Ok(format!(
+            "restored {} from {}",
+            fetched.object, dest.entry.id
+        ));
     }
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no copy of {source_id} found")))
 }

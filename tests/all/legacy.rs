@@ -6,6 +6,7 @@ use crate::support;
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
 use support::*;
 
 #[test]
@@ -375,4 +376,67 @@ fn copies_the_legacy_tool_stored_count_for_status_and_list_and_are_never_deleted
         files_under(&dest)
     );
     assert!(dest.join(&by_code).exists() && dest.join(&by_readme).exists());
+}
+
+/// A copy the legacy tool stored (`tar cf - | gpg -c`, with gpg's own compression) is what
+/// `verify` checks and `restore` reads back when there is none of ours yet.
+#[test]
+fn the_legacy_tools_newest_copy_verifies_and_restores_until_there_is_one_of_ours() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    make_tree(&src);
+    let dest = w.join("dest");
+    let key = "files/20261101020000/files.tar.gpg";
+    fs::create_dir_all(dest.join(key).parent().unwrap()).unwrap();
+    let tar = Command::new("tar")
+        .args(["cf", "-", "-C", "/"])
+        .arg(src.strip_prefix("/").unwrap())
+        .output()
+        .unwrap();
+    assert!(tar.status.success());
+    let home = Gpg::new(); // kept until gpg is done: its home goes with it
+    let mut gpg = home
+        .cmd()
+        .args(["--symmetric", "--passphrase", "pw-pw-pw", "-o"])
+        .arg(dest.join(key))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut gpg.stdin.take().unwrap(), &tar.stdout).unwrap();
+    assert!(gpg.wait().unwrap().success());
+    let job = write_job(
+        w,
+        &json!({"hostname": "h", "tmpdir": w.join("tmp"),
+                "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
+    );
+
+    let r = run(backups().arg("verify").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(
+        r.stdout.contains(key) && r.stdout.contains("legacy copy (no manifest"),
+        "{}",
+        r.stdout
+    );
+    let into = w.join("restored");
+    let r = run(backups()
+        .args(["restore", "--source", "files", "--extract"])
+        .arg(&into)
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        snapshot(&src),
+        snapshot(&into.join(src.strip_prefix("/").unwrap()))
+    );
+
+    // Once there is a copy of ours, that is the one read back.
+    assert_eq!(run(backups().arg("run").arg(&job)).code, 0);
+    let r = run(backups().arg("verify").arg(&job));
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("sha256 ok") && !r.stdout.contains(key),
+        "{}",
+        r.stdout
+    );
 }
