@@ -4,6 +4,9 @@
 
 use std::io::{self, Write};
 
+/// The input one libzstd worker compresses at a time.
+const JOB_BYTES: u32 = 2 << 20;
+
 /// zstd's own default level, as `zstd` without `-#` uses it.
 pub const DEFAULT_LEVEL: i32 = 3;
 
@@ -21,6 +24,10 @@ pub fn encoder<W: Write>(
     let mut encoder = zstd::stream::write::Encoder::new(inner, level)?;
     if workers > 1 {
         encoder.multithread(workers as u32)?;
+        // libzstd sizes each worker's job from the level (4 windows: 8 MiB at level 3,
+        // far more at high levels) and keeps a pool of such buffers per worker; a fixed
+        // job size keeps a run's memory bounded whatever the level.
+        encoder.set_parameter(zstd::stream::raw::CParameter::JobSize(JOB_BYTES))?;
     }
     // The content checksum, as the zstd tool writes it: `zstd -d` and `zstd -t` check it.
     encoder.include_checksum(true)?;
