@@ -255,3 +255,38 @@ fn a_listing_full_of_garbage_is_never_acted_on() {
         "look-alikes without a manifest are not copies"
     );
 }
+
+/// A destination that calls its stored copies leftovers (as a confused or hostile plugin
+/// would) is never asked to remove them: the host removes only what is named like this
+/// job's objects, old enough, and not listed as stored.
+#[test]
+fn a_plugin_that_calls_its_copies_leftovers_is_never_asked_to_remove_them() {
+    let s = setup(json!({"id": "flaky", "type": "flaky",
+               "plugin": fixture("backups_test_flaky_destination.wasm"),
+               "grants": {"write": ["PLACEHOLDER"]}}));
+    let text = fs::read_to_string(&s.job)
+        .unwrap()
+        .replace("PLACEHOLDER", s.dest.to_str().unwrap());
+    fs::write(&s.job, text).unwrap();
+    assert_eq!(run_on(&s, 0).code, 0);
+    fs::write(s.dest.join(".lie-leftovers"), b"").unwrap();
+    let r = run_on(&s, 1);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let report: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    let sweep = &report["leftovers"][0];
+    assert_eq!(
+        sweep["removed"],
+        json!(["h/2026-01-01/000000Z/made-up.tar.gz.gpg"]),
+        "{sweep}"
+    );
+    assert_eq!(
+        sweep["found_bytes"], 7,
+        "stored objects are not counted: {sweep}"
+    );
+    let deleted = fs::read_to_string(s.dest.join(".deleted")).unwrap_or_default();
+    assert_eq!(
+        deleted.lines().collect::<Vec<_>>(),
+        ["h/2026-01-01/000000Z/made-up.tar.gz.gpg"]
+    );
+    assert_eq!(stored_days(&s.dest), [0, 1], "both copies are still there");
+}

@@ -13,10 +13,13 @@
 //! - `{path}/.lie-phantoms`: listings add complete-looking copies, dated within the last
 //!   hour, that were never stored (their manifests cannot be read back);
 //! - `{path}/.lie-huge-manifest`: `get` of a manifest sends 1.5 GiB.
+//! - `{path}/.lie-leftovers`: `list-leftovers` calls every stored object (copies and
+//!   manifests) a leftover, dated 1970, beside one made-up name; `remove-leftover` deletes
+//!   whatever it is handed (and logs it to `.deleted`), as a confused plugin would.
 
 use backups_sdk::{
-    About, Context, DeletionRule, Destination, ObjectInfo, ObjectReader, ObjectWriter, Plugin,
-    PluginError, Result,
+    About, Context, DeletionRule, Destination, Leftover, ObjectInfo, ObjectReader, ObjectWriter,
+    Plugin, PluginError, Result,
 };
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -130,6 +133,33 @@ impl Destination for Flaky {
             out.extend(relabelled(&out, stamp.trim()));
         }
         Ok(out)
+    }
+    fn list_leftovers(&mut self, prefix: &str) -> Result<Vec<Leftover>> {
+        if !self.root.join(".lie-leftovers").exists() {
+            return Ok(Vec::new());
+        }
+        let mut stored = Vec::new();
+        walk(&self.root, &self.root, &mut stored)?;
+        let mut out: Vec<Leftover> = stored
+            .into_iter()
+            .filter(|o| o.key.starts_with(prefix) && !o.key.starts_with('.'))
+            .map(|o| Leftover {
+                id: o.key.clone(),
+                key: o.key,
+                size: u64::MAX,
+                modified: 1,
+            })
+            .collect();
+        out.push(Leftover {
+            key: format!("{prefix}2026-01-01/000000Z/made-up.tar.gz.gpg"),
+            id: format!("{prefix}2026-01-01/000000Z/made-up.tar.gz.gpg"),
+            size: 7,
+            modified: 1,
+        });
+        Ok(out)
+    }
+    fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        self.delete(&leftover.id)
     }
     /// `{path}/.rule-days` holding N stands in for a bucket rule expiring objects after N days.
     fn deletion_rules(&mut self) -> Result<Vec<DeletionRule>> {
