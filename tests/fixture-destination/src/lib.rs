@@ -159,6 +159,11 @@ impl Destination for Flaky {
         Ok(out)
     }
     fn remove_leftover(&mut self, leftover: &Leftover) -> Result<()> {
+        if !self.root.join(".lie-leftovers").exists() {
+            return Err(PluginError::permanent(
+                "this destination leaves no leftovers",
+            ));
+        }
         self.delete(&leftover.id)
     }
     /// `{path}/.rule-days` holding N stands in for a bucket rule expiring objects after N days.
