@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 /// The input one libzstd worker compresses at a time.
-const JOB_BYTES: u32 = 2 << 20;
+const JOB_BYTES: u32 = 1 << 20;
 
 /// zstd's own default level, as `zstd` without `-#` uses it.
 pub const DEFAULT_LEVEL: i32 = 3;
