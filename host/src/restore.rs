@@ -127,24 +127,25 @@ pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> R
     let mut out = Vec::new();
     for (dest, mut instance) in open_destinations(plan, &session, selection).await? {
         for source in &sources {
-            for c in copies(plan, &mut instance, &source.entry.id).await? {
+            let id = &source.entry.id;
+            let ours = copies(plan, &mut instance, id).await?;
+            let theirs = legacy_copies(plan, &mut instance, id).await?;
+            let found = (ours
+                .into_iter()
+                .map(|c| (c.object, c.created, c.size, false)))
+            .chain(
+                theirs
+                    .into_iter()
+                    .map(|c| (c.object, c.created, c.size, true)),
+            );
+            for (object, created, size, legacy) in found {
                 out.push(Listed {
                     destination_id: dest.entry.id.clone(),
-                    source_id: source.entry.id.clone(),
-                    object: c.object,
-                    created: c.created,
-                    size: c.size,
-                    legacy: false,
-                });
-            }
-            for c in legacy_copies(plan, &mut instance, &source.entry.id).await? {
-                out.push(Listed {
-                    destination_id: dest.entry.id.clone(),
-                    source_id: source.entry.id.clone(),
-                    object: c.object,
-                    created: c.created,
-                    size: c.size,
-                    legacy: true,
+                    source_id: id.clone(),
+                    object,
+                    created,
+                    size,
+                    legacy,
                 });
             }
         }

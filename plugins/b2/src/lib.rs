@@ -363,9 +363,15 @@ impl Destination for B2 {
                     let Some(key) = file.file_name.strip_prefix(&own) else {
                         continue;
                     };
+                    // Its cost as far as B2 says; one it cannot size is still listed (the
+                    // host may not even count it as this job's).
+                    let size = s.uploaded_bytes(&file.file_id).unwrap_or_else(|e| {
+                        backups_sdk::debug!("sizing {}: {}", file.file_name, e.message);
+                        0
+                    });
                     out.push(Leftover {
                         key: key.to_string(),
-                        size: s.uploaded_bytes(&file.file_id)?,
+                        size,
                         id: file.file_id,
                         modified: file.upload_timestamp / 1000,
                     });
