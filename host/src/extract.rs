@@ -11,6 +11,11 @@
 //!
 //! Names are bytes on Linux, and the crate keeps them so: `caf\xe9.txt` comes back as it
 //! was archived.
+//!
+//! Incremental archives (GNU tar's `--listed-incremental` format) are unpacked as `tar -xG`
+//! unpacks them: a directory's dumpdir (`D`) member names everything the directory held
+//! when the archive was made, and whatever else is in it on disk is deleted (files deleted
+//! or renamed since the full); an increment's members replace what its full left.
 
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
@@ -29,6 +34,18 @@ struct Deferred {
 
 /// Unpacks the archive read from `stream` into `dir` (which exists and is empty).
 pub fn extract(stream: impl Read, dir: &Path) -> Result<()> {
+    unpack(stream, dir, false)
+}
+
+/// Unpacks an increment into `dir`, over what its full (unpacked there first) left.
+pub fn extract_increment(stream: impl Read, dir: &Path) -> Result<()> {
+    unpack(stream, dir, true)
+}
+
+/// The type of GNU tar's dumpdir member.
+const DUMPDIR: u8 = b'D';
+
+fn unpack(stream: impl Read, dir: &Path, over_earlier: bool) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let same_owner = unsafe { libc::geteuid() } == 0;
     let dir = dir
@@ -48,12 +65,34 @@ pub fn extract(stream: impl Read, dir: &Path) -> Result<()> {
         let name = entry.path().context("a member's name")?.into_owned();
         let shown = name.display().to_string();
         let at = |what: &str| format!("{what} {shown}");
+        if over_earlier && !kind.is_dir() && kind.as_byte() != DUMPDIR {
+            // What the full left at this name is replaced (a directory there was already
+            // deleted by its parent's dumpdir, which lists this name as a file).
+            let path = inside(&dir, &name)?;
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) {
+                std::fs::remove_file(&path).with_context(|| at("replacing"))?;
+            }
+        }
         match kind {
-            tar::EntryType::Directory => {
+            _ if kind.is_dir() || kind.as_byte() == DUMPDIR => {
                 let path = inside(&dir, &name)?;
                 if path != dir {
                     std::fs::create_dir_all(&path).with_context(|| at("creating directory"))?;
                 }
+                // A symlink an earlier member made at this name is not a directory to
+                // fill, purge or chmod: it would lead out of the target.
+                if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    bail!("member {shown} would be a directory through a symlink: refused");
+                }
+                if kind.as_byte() == DUMPDIR {
+                    let mut listed = Vec::new();
+                    (&mut entry)
+                        .take(DUMPDIR_MOST)
+                        .read_to_end(&mut listed)
+                        .with_context(|| at("reading the dumpdir of"))?;
+                    purge(&path, &listed).with_context(|| at("deleting what is gone from"))?;
+                }
+                let header = entry.header();
                 directories.push(Deferred {
                     path,
                     mode: header.mode()?,
@@ -100,6 +139,49 @@ pub fn extract(stream: impl Read, dir: &Path) -> Result<()> {
     for meta in directories.iter().rev() {
         apply(meta, same_owner)
             .with_context(|| format!("setting metadata of {}", meta.path.display()))?;
+    }
+    Ok(())
+}
+
+/// The most a dumpdir may hold: a directory of a million entries with long names.
+const DUMPDIR_MOST: u64 = 256 << 20;
+
+/// Deletes from the directory `path` whatever its dumpdir `listed` does not name, and
+/// what it names as the other kind (a directory now a file, a file now a directory), as
+/// GNU tar's `purge_directory` does.
+fn purge(path: &Path, listed: &[u8]) -> Result<()> {
+    use std::ffi::OsStr;
+    let mut names: std::collections::HashMap<&[u8], u8> = std::collections::HashMap::new();
+    for line in listed.split(|&b| b == 0).filter(|l| !l.is_empty()) {
+        let (code, name) = (line[0], &line[1..]);
+        if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
+            bail!(
+                "a dumpdir names {:?}, which is not a directory entry",
+                String::from_utf8_lossy(name)
+            );
+        }
+        names.insert(name, code);
+    }
+    for found in std::fs::read_dir(path)? {
+        let found = found?;
+        let name = found.file_name();
+        let is_dir = found.file_type()?.is_dir();
+        let keep = match names.get(name.as_bytes()) {
+            Some(&b'D') => is_dir,
+            Some(_) => !is_dir,
+            None => false,
+        };
+        if !keep {
+            let gone = path.join(OsStr::from_bytes(name.as_bytes()));
+            tracing::debug!("deleting {} (gone since the full)", gone.display());
+            if is_dir {
+                // Never follows a symlink (file_type is the link's own).
+                std::fs::remove_dir_all(&gone)
+            } else {
+                std::fs::remove_file(&gone)
+            }
+            .with_context(|| format!("deleting {}", gone.display()))?;
+        }
     }
     Ok(())
 }

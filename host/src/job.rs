@@ -14,6 +14,7 @@
 use crate::codec::Compression;
 use crate::codec::openpgp::Plan as CryptoPlan;
 use crate::config::Entry;
+use crate::increments::{self, Chain, Level};
 use crate::notify;
 use crate::pipeline;
 use crate::plan::{JobPlan, Planned};
@@ -27,6 +28,8 @@ use crate::store::leftovers;
 use crate::store::objects::{self, Manifest};
 use crate::store::retention;
 use anyhow::Result;
+use jiff::Timestamp;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -127,12 +130,45 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 continue;
             }
         };
+        let chain = entry
+            .incremental
+            .map(|every| (every, Chain::new(&job.state_dir, &job.name, &entry.id)));
+        let level = match &chain {
+            Some((every, chain)) => {
+                let level = chain.level(*every, started);
+                let level =
+                    increments::full_everywhere(level, &mut destinations, &job.hostname, &entry.id)
+                        .await;
+                match &level {
+                    Level::Full { why } => tracing::info!("{}: a full ({why})", entry.label()),
+                    Level::Increment { base_object, .. } => {
+                        tracing::info!("{}: an increment of {base_object}", entry.label())
+                    }
+                }
+                Some(level)
+            }
+            None => None,
+        };
         tracing::info!("{}: dumping ({})", entry.label(), entry.name);
-        let dumped = dump(&session, planned, encryption.clone(), progress).await;
-        let (artifact, kind, warnings) = match dumped {
+        let dumped = dump(
+            &session,
+            planned,
+            encryption.clone(),
+            progress,
+            level.as_ref(),
+        )
+        .await;
+        let Dumped {
+            artifact,
+            kind,
+            warnings,
+            increment_of,
+            index,
+        } = match dumped {
             Ok(d) if crate::interrupt::requested() => {
                 // Complete, but the operator asked the run to stop: no uploads start now.
-                let _ = std::fs::remove_file(&d.0.path);
+                let _ = std::fs::remove_file(&d.artifact.path);
+                d.discard_index();
                 let e = format!("dumped, not uploaded: {}", crate::interrupt::REASON);
                 record_failed_source(&mut report, entry, &destinations, e, progress, began);
                 continue;
@@ -151,6 +187,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             started,
             &entry.id,
             &kind,
+            increment_of.as_ref().map(|(base, _)| *base),
             (compression, encryption.kind()),
         );
         let manifest = Manifest {
@@ -170,6 +207,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             encryption: encryption.kind().name().into(),
             recipients: encryption.recipients(),
             tool: format!("backups {}", env!("CARGO_PKG_VERSION")),
+            base: increment_of.as_ref().map(|(_, object)| object.clone()),
         };
         let manifest_json = serde_json::to_vec_pretty(&manifest)?;
         tracing::info!(
@@ -205,8 +243,28 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             )
         });
         let results = futures_join_all(uploads).await;
+        let stored_somewhere = results.iter().any(|r| r.ok);
         report.destinations.extend(results);
         let _ = std::fs::remove_file(&artifact.path);
+        if let (Some((_, chain)), Some(index)) = (&chain, &index) {
+            // Stored nowhere: nothing changes, so a full that was due is due again.
+            let recorded = match (stored_somewhere, &increment_of) {
+                (false, _) => Ok(()),
+                (true, None) => chain.full_stored(index, started, &object),
+                (true, Some(_)) => chain.increment_stored(),
+            };
+            if let Err(e) = recorded {
+                let e = format!(
+                    "stored, but the incremental state was not saved ({e:#}): the next run \
+                     is a full"
+                );
+                tracing::warn!("{}: {e}", entry.label());
+                if let Some(source) = report.sources.last_mut() {
+                    source.warnings.push(e);
+                }
+            }
+            let _ = std::fs::remove_file(index);
+        }
     }
     if !crate::interrupt::requested() {
         report.leftovers = sweep_leftovers(plan, &mut destinations, &report, run_dir).await;
@@ -302,15 +360,37 @@ fn record_failed_source(
     }
 }
 
-/// Dumps one source into a complete artifact, or says why not.
+/// A source's complete artifact.
+struct Dumped {
+    artifact: pipeline::Artifact,
+    kind: String,
+    warnings: Vec<String>,
+    /// An increment: the run time and object name of its full.
+    increment_of: Option<(Timestamp, String)>,
+    /// An incremental source's index of this run (in the run directory).
+    index: Option<PathBuf>,
+}
+
+impl Dumped {
+    fn discard_index(&self) {
+        if let Some(index) = &self.index {
+            let _ = std::fs::remove_file(index);
+        }
+    }
+}
+
+/// Dumps one source into a complete artifact, or says why not. With a `level`, the
+/// source archives incrementally (see `increments`).
 async fn dump(
     session: &Session<'_>,
     planned: &Planned,
     encryption: CryptoPlan,
     progress: &Progress,
-) -> Result<(pipeline::Artifact, String, Vec<String>), String> {
+    level: Option<&Level>,
+) -> Result<Dumped, String> {
     let entry = &planned.entry;
     let mut instance = session.open(planned).await?;
+    let index = session.dir().join(format!("{}.index", entry.id));
 
     let path = session.dir().join(format!("{}.artifact", entry.id));
     let (sink, chunks) = sink::artifact_channel();
@@ -321,7 +401,22 @@ async fn dump(
         encryption,
         progress.bytes.clone(),
     );
-    let dumped = instance.dump(&sink).await;
+    let dumped = match level {
+        None => instance
+            .dump(&sink)
+            .await
+            .map(|d| (d.kind, d.warnings, None)),
+        Some(level) => {
+            let base = match level {
+                Level::Increment { index, .. } => Some(index.as_path()),
+                Level::Full { .. } => None,
+            };
+            instance
+                .dump_incremental(&sink, base, &index, increments::INDEX_MOST)
+                .await
+                .map(|d| (d.kind, d.warnings, Some(d.full)))
+        }
+    };
     drop(sink);
     drop(instance);
     let written = tokio::task::spawn_blocking(move || writer.join())
@@ -329,19 +424,45 @@ async fn dump(
         .map_err(|e| format!("artifact writer: {e}"))?
         .map_err(|_| "artifact writer panicked".to_string())?;
 
+    let discard = || {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(&index);
+    };
     match (dumped, written) {
-        (Ok(info), Ok(artifact)) => {
-            if !objects::valid_kind(&info.kind) {
-                let _ = std::fs::remove_file(&path);
+        (Ok((kind, warnings, full)), Ok(artifact)) => {
+            if !objects::valid_kind(&kind) {
+                discard();
                 return Err(format!(
-                    "the plugin named its artifact kind {:?}; a kind is 1-16 letters, digits or -",
-                    info.kind
+                    "the plugin named its artifact kind {kind:?}; a kind is 1-16 letters, digits or -"
                 ));
             }
-            Ok((artifact, info.kind, bounded_warnings(info.warnings)))
+            let increment_of = match (level, full) {
+                (
+                    Some(Level::Increment {
+                        base, base_object, ..
+                    }),
+                    Some(false),
+                ) => Some((*base, base_object.clone())),
+                (Some(Level::Full { .. }), Some(false)) => {
+                    discard();
+                    return Err(
+                        "the plugin called its archive an increment, but it was asked for a \
+                         full (no base)"
+                            .into(),
+                    );
+                }
+                _ => None,
+            };
+            Ok(Dumped {
+                artifact,
+                kind,
+                warnings: bounded_warnings(warnings),
+                increment_of,
+                index: level.map(|_| index),
+            })
         }
         (dumped, written) => {
-            let _ = std::fs::remove_file(&path);
+            discard();
             // The writer's error is the cause when it failed first (the plugin then only
             // saw its stream close).
             Err(match (dumped, written) {

@@ -41,6 +41,7 @@ pub mod cpu_time;
 pub mod daemon;
 pub mod extract;
 pub mod grants;
+pub mod increments;
 pub mod interrupt;
 pub mod job;
 pub mod lock;

@@ -177,6 +177,13 @@ async fn plan_entry(
         .describe()
         .await
         .map_err(|e| EntryError::Plugin(format!("{}: describe failed: {e}", plugin.origin)))?;
+    if entry.incremental.is_some() && !bare.has_incremental() {
+        return Err(EntryError::Job(anyhow::anyhow!(
+            "{shown}: {label}: incremental: its plugin ({}) cannot archive incrementally \
+             (it has no `incremental` export, contract 0.1.3); remove the key",
+            plugin.origin
+        )));
+    }
     for key in config::unknown_keys(entry, &about.config_keys) {
         warnings.push(format!(
             "{shown}: {label}: unknown key {key:?} for type {:?} (ignored)",

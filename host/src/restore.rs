@@ -29,6 +29,9 @@ pub struct Listed {
     pub size: u64,
     /// Stored by the legacy Python tool (no manifest): restore it with `gpg --decrypt`.
     pub legacy: bool,
+    /// An increment: the full it is restored on top of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub full: Option<String>,
 }
 
 /// Which copies a command works on.
@@ -38,6 +41,8 @@ pub struct Selection {
     pub destination: Option<String>,
     /// A specific object; otherwise the newest of each source.
     pub artifact: Option<String>,
+    /// The newest made at or before this time.
+    pub at: Option<jiff::Timestamp>,
 }
 
 /// The destinations selected, opened (instantiated and configured).
@@ -130,15 +135,20 @@ pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> R
             let id = &source.entry.id;
             let ours = copies(plan, &mut instance, id).await?;
             let theirs = legacy_copies(plan, &mut instance, id).await?;
+            let fulls: Vec<Option<String>> = ours
+                .iter()
+                .map(|c| c.full_in(&ours).map(|f| f.object.clone()))
+                .collect();
             let found = (ours
                 .into_iter()
-                .map(|c| (c.object, c.created, c.size, false)))
+                .zip(fulls)
+                .map(|(c, full)| (c.object, c.created, c.size, false, full)))
             .chain(
                 theirs
                     .into_iter()
-                    .map(|c| (c.object, c.created, c.size, true)),
+                    .map(|c| (c.object, c.created, c.size, true, None)),
             );
-            for (object, created, size, legacy) in found {
+            for (object, created, size, legacy, full) in found {
                 out.push(Listed {
                     destination_id: dest.entry.id.clone(),
                     source_id: id.clone(),
@@ -146,6 +156,7 @@ pub async fn list(plan: &JobPlan, runtime: &Runtime, selection: &Selection) -> R
                     created,
                     size,
                     legacy,
+                    full,
                 });
             }
         }
@@ -184,16 +195,17 @@ async fn chosen(
             Some(name) => object == name || object.ends_with(name.as_str()),
             None => true,
         };
+        let in_time = |created: jiff::Timestamp| selection.at.is_none_or(|at| created <= at);
         let ours = copies(plan, instance, id).await?;
         let mut pick = ours
             .into_iter()
-            .find(|c| named(&c.object))
+            .find(|c| named(&c.object) && in_time(c.created))
             .map(Chosen::Ours);
         if pick.is_none() {
             pick = legacy_copies(plan, instance, id)
                 .await?
                 .into_iter()
-                .find(|c| named(&c.object))
+                .find(|c| named(&c.object) && in_time(c.created))
                 .map(Chosen::Legacy);
         }
         if selection.artifact.is_some() && pick.is_none() && sources.len() > 1 {
@@ -367,44 +379,36 @@ pub async fn verify(
                 out.push(v);
                 continue;
             };
+            // A point that is an increment is whole only with its full: both are checked.
+            let full = match &copy {
+                Chosen::Ours(c) if c.base.is_some() => copies(plan, &mut instance, &source_id)
+                    .await
+                    .ok()
+                    .and_then(|all| c.full_in(&all).cloned()),
+                _ => None,
+            };
             let checked = async {
-                let fetched = fetch(&mut instance, &copy, session.dir()).await?;
-                let keys = keys_for(source, secret_keys, &[])?;
-                let kind = fetched.kind.clone();
-                let mut read = 0u64;
-                let mut entries = 0u64;
-                plaintext(&fetched, &keys, &mut |stream| {
-                    if kind == "tar" {
-                        let mut counting = Counting {
-                            inner: stream,
-                            count: &mut read,
-                        };
-                        let mut archive = tar::Archive::new(&mut counting);
-                        for entry in archive.entries().context("reading the tar archive")? {
-                            let mut entry = entry.context("reading a tar entry")?;
-                            std::io::copy(&mut entry, &mut std::io::sink())
-                                .context("reading a tar entry")?;
-                            entries += 1;
-                        }
-                        // The rest of the stream (tar's end blocks and padding).
-                        std::io::copy(&mut counting, &mut std::io::sink())?;
-                    } else {
-                        read =
-                            std::io::copy(stream, &mut std::io::sink()).context("decompressing")?;
-                    }
-                    Ok(())
-                })?;
-                if let Some(bytes_in) = fetched.bytes_in
-                    && read != bytes_in
-                {
-                    bail!("decompressed to {read} bytes, but the source produced {bytes_in}");
+                let mut details = Vec::new();
+                if let Some(full) = full {
+                    let detail = check_copy(
+                        &mut instance,
+                        &Chosen::Ours(full.clone()),
+                        source,
+                        secret_keys,
+                        session.dir(),
+                    )
+                    .await
+                    .with_context(|| format!("its full {}", full.object))?;
+                    details.push(format!("full {}: {detail}", full.object));
                 }
-                let checked = fetched.checked;
-                Ok::<_, anyhow::Error>(if kind == "tar" {
-                    format!("{checked}, decrypted, {read} bytes, {entries} tar entries")
+                let detail =
+                    check_copy(&mut instance, &copy, source, secret_keys, session.dir()).await?;
+                details.push(if details.is_empty() {
+                    detail
                 } else {
-                    format!("{checked}, decrypted, {read} bytes")
-                })
+                    format!("increment: {detail}")
+                });
+                Ok::<_, anyhow::Error>(details.join("; "))
             }
             .await;
             match checked {
@@ -419,6 +423,59 @@ pub async fn verify(
         }
     }
     Ok(out)
+}
+
+/// Fetches one copy, checks it against its manifest, decrypts and reads it through.
+async fn check_copy(
+    instance: &mut Instance,
+    copy: &Chosen,
+    source: &Planned,
+    secret_keys: &[PathBuf],
+    scratch: &Path,
+) -> Result<String> {
+    let fetched = fetch(instance, copy, scratch).await?;
+    let checked = read_through(&fetched, source, secret_keys);
+    let _ = std::fs::remove_file(&fetched.path);
+    checked
+}
+
+/// Decrypts and decompresses a fetched copy, reading a tar archive member by member;
+/// says what was checked.
+fn read_through(fetched: &Fetched, source: &Planned, secret_keys: &[PathBuf]) -> Result<String> {
+    let keys = keys_for(source, secret_keys, &[])?;
+    let kind = fetched.kind.clone();
+    let mut read = 0u64;
+    let mut entries = 0u64;
+    plaintext(fetched, &keys, &mut |stream| {
+        if kind == "tar" {
+            let mut counting = Counting {
+                inner: stream,
+                count: &mut read,
+            };
+            let mut archive = tar::Archive::new(&mut counting);
+            for entry in archive.entries().context("reading the tar archive")? {
+                let mut entry = entry.context("reading a tar entry")?;
+                std::io::copy(&mut entry, &mut std::io::sink()).context("reading a tar entry")?;
+                entries += 1;
+            }
+            // The rest of the stream (tar's end blocks and padding).
+            std::io::copy(&mut counting, &mut std::io::sink())?;
+        } else {
+            read = std::io::copy(stream, &mut std::io::sink()).context("decompressing")?;
+        }
+        Ok(())
+    })?;
+    if let Some(bytes_in) = fetched.bytes_in
+        && read != bytes_in
+    {
+        bail!("decompressed to {read} bytes, but the source produced {bytes_in}");
+    }
+    let checked = fetched.checked;
+    Ok(if kind == "tar" {
+        format!("{checked}, decrypted, {read} bytes, {entries} tar entries")
+    } else {
+        format!("{checked}, decrypted, {read} bytes")
+    })
 }
 
 struct Counting<'a, R: ?Sized> {
@@ -464,56 +521,98 @@ pub async fn restore(
             ));
             continue;
         };
-        let fetched = match fetch(&mut instance, &copy, session.dir()).await {
-            Ok(f) => f,
-            Err(e) => {
-                // A damaged copy at one destination: try the next one.
-                tracing::warn!("{}: {e:#}", dest.entry.label());
-                last_error = Some(e);
-                continue;
+        // An increment is restored on top of its full: both are fetched, the full first.
+        let full = match &copy {
+            Chosen::Ours(c) if c.base.is_some() && matches!(target, Target::Extract(_)) => {
+                let all = copies(plan, &mut instance, source_id).await?;
+                match c.full_in(&all) {
+                    Some(full) => Some(Chosen::Ours(full.clone())),
+                    None => {
+                        last_error = Some(anyhow::anyhow!(
+                            "{}: the full {} needs is gone",
+                            dest.entry.label(),
+                            c.object
+                        ));
+                        continue;
+                    }
+                }
             }
+            _ => None,
         };
         let keys = keys_for(sources[0], secret_keys, &[])?;
-        match target {
-            Target::Stream(path) => {
-                let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
-                    Box::new(std::io::stdout().lock())
-                } else {
-                    Box::new(
-                        std::fs::File::create(path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    )
-                };
-                plaintext(&fetched, &keys, &mut |stream| {
-                    std::io::copy(stream, &mut out)?;
-                    out.flush()?;
-                    Ok(())
-                })?;
-            }
-            Target::Extract(dir) => {
-                if fetched.kind != "tar" {
-                    bail!(
-                        "{} is a {} dump, not a folder archive: restore it with --to FILE",
-                        fetched.object,
-                        fetched.kind
-                    );
+        let chain: Vec<&Chosen> = full.iter().chain([&copy]).collect();
+        let mut done = Vec::new();
+        let mut failed = None;
+        for (i, link) in chain.iter().enumerate() {
+            let fetched = match fetch(&mut instance, link, session.dir()).await {
+                Ok(f) => f,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
                 }
-                if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
-                    bail!(
-                        "{} is not empty: extract into a new or empty directory",
-                        dir.display()
-                    );
+            };
+            match target {
+                Target::Stream(path) => {
+                    let mut out: Box<dyn Write> = if path.as_os_str() == "-" {
+                        Box::new(std::io::stdout().lock())
+                    } else {
+                        Box::new(
+                            std::fs::File::create(path)
+                                .with_context(|| format!("creating {}", path.display()))?,
+                        )
+                    };
+                    plaintext(&fetched, &keys, &mut |stream| {
+                        std::io::copy(stream, &mut out)?;
+                        out.flush()?;
+                        Ok(())
+                    })?;
                 }
-                std::fs::create_dir_all(dir)?;
-                plaintext(&fetched, &keys, &mut |stream| {
-                    crate::extract::extract(stream, dir)
-                })?;
+                Target::Extract(dir) => {
+                    if fetched.kind != "tar" {
+                        bail!(
+                            "{} is a {} dump, not a folder archive: restore it with --to FILE",
+                            fetched.object,
+                            fetched.kind
+                        );
+                    }
+                    if i == 0 {
+                        if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+                            bail!(
+                                "{} is not empty: extract into a new or empty directory",
+                                dir.display()
+                            );
+                        }
+                        std::fs::create_dir_all(dir)?;
+                        plaintext(&fetched, &keys, &mut |stream| {
+                            crate::extract::extract(stream, dir)
+                        })?;
+                    } else {
+                        plaintext(&fetched, &keys, &mut |stream| {
+                            crate::extract::extract_increment(stream, dir)
+                        })?;
+                    }
+                }
             }
+            let _ = std::fs::remove_file(&fetched.path);
+            done.push(fetched.object);
         }
-        return Ok(format!(
-            "restored {} from {}",
-            fetched.object, dest.entry.id
-        ));
+        if let Some(e) = failed {
+            // A damaged copy at one destination: try the next one (an extraction begun
+            // into the target is refused there, as it is no longer empty).
+            tracing::warn!("{}: {e:#}", dest.entry.label());
+            last_error = Some(e);
+            continue;
+        }
+        let restored = done.join(", then ");
+        let note = match (&copy, target) {
+            (Chosen::Ours(c), Target::Stream(_)) if c.base.is_some() => {
+                " (an increment: extract its full first, then this, with tar -xG; or use \
+                 --extract, which does both)"
+                    .to_string()
+            }
+            _ => String::new(),
+        };
+        return Ok(format!("restored {restored} from {}{note}", dest.entry.id));
     }
     Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no copy of {source_id} found")))
 }

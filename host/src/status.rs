@@ -84,6 +84,32 @@ impl StatusReport {
     }
 }
 
+/// An incremental source whose newest full is past twice `full_every` (by age, or by the
+/// increments made on it): fulls are failing, and every increment carries all the changes
+/// since the old one. Copies are newest first.
+fn old_full(
+    every: crate::config::FullEvery,
+    copies: &[objects::StoredCopy],
+    now: Timestamp,
+) -> Option<String> {
+    let newest_full = copies.iter().position(|c| c.base.is_none())?;
+    let full = &copies[newest_full];
+    let age = Duration::try_from(now.duration_since(full.created)).unwrap_or_default();
+    let late = match every {
+        crate::config::FullEvery::Age(every) => age > every * 2,
+        crate::config::FullEvery::Runs(n) => newest_full as u64 > 2 * u64::from(n),
+    };
+    late.then(|| {
+        format!(
+            "the newest full ({}, {} old, with {newest_full} increments on it) is past twice \
+             full_every: fulls are not being stored, and each increment carries every \
+             change since it",
+            full.object,
+            human_duration(age)
+        )
+    })
+}
+
 /// Warnings for a destination's own age-based deletion rules that reach our objects.
 fn audit_rules(
     plan: &JobPlan,
@@ -252,6 +278,13 @@ pub async fn check(plan: &JobPlan, session: &Session<'_>) -> StatusReport {
                             future.len(),
                             source.id
                         );
+                    }
+                    if let Some(every) = source.incremental
+                        && let Some(warning) = old_full(every, &copies, now)
+                    {
+                        report
+                            .warnings
+                            .push(format!("{}: {}: {warning}", dest.entry.id, source.id));
                     }
                     f.copies = copies.len();
                     let old: Vec<(Timestamp, &str)> = legacy

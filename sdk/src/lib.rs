@@ -65,8 +65,12 @@ pub use world::backups::plugin::types::ObjectInfo;
 
 #[cfg(feature = "source")]
 pub use plugin::{DumpInfo, Source};
+#[cfg(feature = "incremental")]
+pub use plugin::{Incremental, IncrementalSource};
 #[cfg(feature = "source")]
 pub use streams::ArtifactWriter;
+#[cfg(feature = "incremental")]
+pub use streams::IndexReader;
 
 #[cfg(feature = "destination")]
 pub use plugin::Destination;

@@ -149,6 +149,32 @@ pub trait Source: Plugin {
     fn dump(&mut self, out: &mut crate::streams::ArtifactWriter) -> Result<DumpInfo>;
 }
 
+/// What an incremental dump wrote.
+#[cfg(feature = "incremental")]
+#[derive(Debug, Clone)]
+pub struct Incremental {
+    /// The artifact's kind and warnings, as for a whole dump.
+    pub info: DumpInfo,
+    /// The archive is whole (level 0): there was no base, or it could not be used.
+    pub full: bool,
+}
+
+/// A source that can archive only what changed since an earlier full (GNU tar's
+/// `--listed-incremental` format). The host keeps the index a full writes and hands it
+/// back as `base`; what is in it is the plugin's own business. Export with
+/// [`export_incremental_source!`](crate::export_incremental_source).
+#[cfg(feature = "incremental")]
+pub trait IncrementalSource: Source {
+    /// Write the archive to `out` and this run's index to `index`. A `base` the plugin
+    /// cannot use (another format, another path) must give a full, never a wrong delta.
+    fn dump_incremental(
+        &mut self,
+        out: &mut crate::streams::ArtifactWriter,
+        base: Option<&mut crate::streams::IndexReader>,
+        index: &mut crate::streams::ArtifactWriter,
+    ) -> Result<Incremental>;
+}
+
 /// A destination stores opaque objects under keys the host chooses.
 #[cfg(feature = "destination")]
 pub trait Destination: Plugin {
@@ -252,11 +278,66 @@ pub mod runtime {
 }
 
 /// Exports a [`Source`] implementation as this component's `source` world.
-#[cfg(feature = "source")]
+#[cfg(all(feature = "source", not(feature = "incremental")))]
 #[macro_export]
 macro_rules! export_source {
     ($plugin:ty) => {
         $crate::__export_plugin_interface!($plugin);
+        $crate::__export_dump!($plugin);
+        $crate::__private::world::__export_world!(__BackupsPluginExports);
+    };
+}
+
+/// Exports an [`IncrementalSource`] as this component's `incremental-source` world.
+#[cfg(feature = "incremental")]
+#[macro_export]
+macro_rules! export_incremental_source {
+    ($plugin:ty) => {
+        $crate::__export_plugin_interface!($plugin);
+        $crate::__export_dump!($plugin);
+        const _: () = {
+            use $crate::__private::runtime;
+            use $crate::__private::world::backups::plugin::types::PluginError;
+            use $crate::__private::world::exports::backups::plugin::incremental;
+            use $crate::__private::world::wasi::io::streams::{InputStream, OutputStream};
+            impl incremental::Guest for __BackupsPluginExports {
+                fn dump_incremental(
+                    out: &OutputStream,
+                    base: Option<&InputStream>,
+                    index: &OutputStream,
+                ) -> ::std::result::Result<incremental::IncrementalInfo, PluginError> {
+                    runtime::with::<$plugin, _>(|p| {
+                        let mut writer = $crate::ArtifactWriter::new(out);
+                        let mut index_writer = $crate::ArtifactWriter::new(index);
+                        let mut base = base.map($crate::IndexReader::new);
+                        let done = $crate::IncrementalSource::dump_incremental(
+                            p,
+                            &mut writer,
+                            base.as_mut(),
+                            &mut index_writer,
+                        )?;
+                        writer.finish()?;
+                        index_writer.finish()?;
+                        let info = runtime::dump_info(done.info);
+                        Ok(incremental::IncrementalInfo {
+                            kind: info.kind,
+                            warnings: info.warnings,
+                            full: done.full,
+                        })
+                    })
+                }
+            }
+        };
+        $crate::__private::world::__export_world!(__BackupsPluginExports);
+    };
+}
+
+/// The `dump` export of a [`Source`], for both source worlds.
+#[cfg(feature = "source")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export_dump {
+    ($plugin:ty) => {
         const _: () = {
             use $crate::__private::runtime;
             use $crate::__private::world::exports::backups::plugin::dump;
@@ -276,7 +357,6 @@ macro_rules! export_source {
                 }
             }
         };
-        $crate::__private::world::__export_world!(__BackupsPluginExports);
     };
 }
 

@@ -92,6 +92,27 @@ pub struct ObjectReader<'a> {
     stream: &'a InputStream,
 }
 
+/// Reads the index an earlier full wrote (for `dump-incremental`).
+#[cfg(feature = "incremental")]
+pub struct IndexReader<'a> {
+    stream: &'a InputStream,
+}
+
+#[cfg(feature = "incremental")]
+impl<'a> IndexReader<'a> {
+    #[doc(hidden)]
+    pub fn new(stream: &'a InputStream) -> Self {
+        Self { stream }
+    }
+}
+
+#[cfg(feature = "incremental")]
+impl io::Read for IndexReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        read_into(self.stream, buf)
+    }
+}
+
 #[cfg(feature = "destination")]
 impl<'a> ObjectReader<'a> {
     #[doc(hidden)]

@@ -5,10 +5,21 @@
 
 #![allow(missing_docs, clippy::all)]
 
-#[cfg(feature = "source")]
+#[cfg(all(feature = "source", not(feature = "incremental")))]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/source@0.1.2",
+    world: "backups:plugin/source@0.1.3",
+    generate_all,
+    pub_export_macro: true,
+    export_macro_name: "__export_world",
+    default_bindings_module: "backups_sdk::__private::world",
+    runtime_path: "backups_sdk::__private::wit_bindgen::rt",
+});
+
+#[cfg(feature = "incremental")]
+wit_bindgen::generate!({
+    path: "../wit",
+    world: "backups:plugin/incremental-source@0.1.3",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",
@@ -19,7 +30,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "destination")]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/destination@0.1.2",
+    world: "backups:plugin/destination@0.1.3",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",
@@ -30,7 +41,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "notifier")]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/notifier@0.1.2",
+    world: "backups:plugin/notifier@0.1.3",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",

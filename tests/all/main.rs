@@ -21,6 +21,7 @@ mod folder_to_local;
 mod google;
 mod honest_storage;
 mod hostile_plugins;
+mod incremental;
 mod killed_runs;
 mod legacy;
 mod never_without;

@@ -32,10 +32,10 @@ pub(super) async fn list(
                 c.created.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
                 backups::text::human_bytes(c.size),
                 c.object,
-                if c.legacy {
-                    "  (the legacy tool's copy: restore it with gpg --decrypt)"
-                } else {
-                    ""
+                match (&c.full, c.legacy) {
+                    (_, true) => "  (the legacy tool's copy: restore it with gpg --decrypt)".into(),
+                    (Some(full), _) => format!("  (an increment of {full})"),
+                    (None, false) => String::new(),
                 }
             );
         }

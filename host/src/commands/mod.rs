@@ -139,6 +139,24 @@ struct Which {
     /// This object instead of the newest copy (its full name, or its end).
     #[arg(long)]
     artifact: Option<String>,
+    /// The newest copy made at or before this time (RFC 3339, `2026-12-01T02:00:00Z`, or
+    /// a day, `2026-12-01`: its end, UTC) instead of the newest of all.
+    #[arg(long, value_name = "TIME", value_parser = parse_at)]
+    at: Option<jiff::Timestamp>,
+}
+
+/// `--at`: a time, or a day meaning the last second of it (UTC).
+fn parse_at(text: &str) -> Result<jiff::Timestamp, String> {
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(t);
+    }
+    let day: jiff::civil::Date = text.parse().map_err(|_| {
+        format!("{text:?}: a time like 2026-12-01T02:00:00Z or a day like 2026-12-01")
+    })?;
+    day.at(23, 59, 59, 0)
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .map(|z| z.timestamp())
+        .map_err(|e| e.to_string())
 }
 
 impl From<Which> for backups::restore::Selection {
@@ -147,6 +165,7 @@ impl From<Which> for backups::restore::Selection {
             source: w.source,
             destination: w.destination,
             artifact: w.artifact,
+            at: w.at,
         }
     }
 }

@@ -127,6 +127,19 @@ pub enum CompressionSetting {
     Zstd { level: Option<i32> },
 }
 
+/// A source's `"incremental": {"full_every": …}`: archive only what changed since the last
+/// full, and start a new full this often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullEvery {
+    /// `"7d"`: a full when the last one is this old.
+    Age(Duration),
+    /// `7`: every 7th run is a full (a full, then six increments).
+    Runs(u32),
+}
+
+/// What `full_every` is when `incremental` does not say.
+pub const DEFAULT_FULL_EVERY: FullEvery = FullEvery::Age(Duration::from_secs(7 * 86_400));
+
 /// A notifier's call limit unless its entry sets one: a notification server that hangs
 /// must not hold the end of a run for the hours a dump may take.
 pub const NOTIFIER_CALL_SECONDS: u64 = 300;
@@ -200,6 +213,8 @@ pub struct Entry {
     pub keep_monthly: Option<u32>,
     /// Sources: how old the newest copy may get before `status` calls it stale.
     pub max_age: Option<Duration>,
+    /// Sources: archive only what changed since the last full (`incremental`).
+    pub incremental: Option<FullEvery>,
     /// Destinations: how old the leftover of a killed `put` must be before a run removes
     /// it (`leftover_age`; default a day, so that a run on another machine that is still
     /// uploading is never hit).
@@ -248,6 +263,7 @@ const HOST_KEYS: &[&str] = &[
     "keep_weekly",
     "keep_monthly",
     "max_age",
+    "incremental",
     "leftover_age",
     "notify_on_success",
     "notify_on_failure",
@@ -685,6 +701,14 @@ impl EntryContext<'_> {
             .get("max_age")
             .map(|v| duration(v, &self.at("max_age")))
             .transpose()?;
+        let incremental = match map.get("incremental") {
+            Some(v) if self.role == Role::Source => Some(incremental(v, &self.at("incremental"))?),
+            Some(_) => bail!(
+                "{}: only a source archives incrementally",
+                self.at("incremental")
+            ),
+            None => None,
+        };
         let leftover_age = map
             .get("leftover_age")
             .map(|v| duration(v, &self.at("leftover_age")))
@@ -741,6 +765,7 @@ impl EntryContext<'_> {
             keep_weekly,
             keep_monthly,
             max_age,
+            incremental,
             leftover_age,
             notify_on_success,
             notify_on_failure,
@@ -913,6 +938,33 @@ fn count(value: &Value, at: &str) -> Result<u32> {
             .parse()
             .map_err(|_| anyhow::anyhow!("{at}: must be a whole number ≥ 0, found {s:?}")),
         other => bail!("{at}: must be a whole number, found {}", json_kind(other)),
+    }
+}
+
+/// `{"full_every": "7d"}` (an age) or `{"full_every": 7}` (a count of runs); `{}` is a
+/// full every 7 days.
+fn incremental(value: &Value, at: &str) -> Result<FullEvery> {
+    let Value::Object(map) = value else {
+        bail!(
+            "{at}: must be an object like {{\"full_every\": \"7d\"}}, found {}",
+            json_kind(value)
+        );
+    };
+    if let Some(key) = map.keys().find(|k| k.as_str() != "full_every") {
+        bail!("{at}.{key}: unknown key (incremental takes full_every)");
+    }
+    let at = format!("{at}.full_every");
+    match map.get("full_every") {
+        None => Ok(DEFAULT_FULL_EVERY),
+        Some(Value::Number(n)) => match n.as_u64().and_then(|n| u32::try_from(n).ok()) {
+            Some(runs) if runs >= 1 => Ok(FullEvery::Runs(runs)),
+            _ => bail!("{at}: a count of runs is a whole number ≥ 1, found {n}"),
+        },
+        Some(v @ Value::String(_)) => Ok(FullEvery::Age(duration(v, &at)?)),
+        Some(other) => bail!(
+            "{at}: must be a duration like \"7d\" or a count of runs, found {}",
+            json_kind(other)
+        ),
     }
 }
 

@@ -1,9 +1,10 @@
-//! Host bindings for the three worlds of `backups:plugin@0.1.2` (which serve 0.1.0 and 0.1.1
+//! Host bindings for the three worlds of `backups:plugin@0.1.3` (which serve 0.1.0 to 0.1.2
 //! plugins too: wasmtime matches semver-compatible import and export names).
 //!
 //! Destinations are bound as `destination-base` (what every version exports) plus the
 //! optional `destination-leftovers` (since 0.1.2), looked up on the live instance: a
-//! destination built against an older contract lacks it and still runs.
+//! destination built against an older contract lacks it and still runs. Sources likewise:
+//! `source`, plus the optional `source-incremental` (since 0.1.3).
 //!
 //! The worlds share their imports (`types`, `log`, `fs-metadata`, `process`) and the
 //! `plugin` export; the imports are generated once, with the source world, and the other
@@ -41,6 +42,20 @@ pub mod destination {
     });
 }
 
+pub mod incremental {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "backups:plugin/source-incremental",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "wasi": wasmtime_wasi::p2::bindings,
+            "backups:plugin/types": super::source::backups::plugin::types,
+        },
+        require_store_data_send: true,
+    });
+}
+
 pub mod leftovers {
     wasmtime::component::bindgen!({
         path: "../wit",
@@ -71,6 +86,7 @@ pub mod notifier {
     });
 }
 
+pub use incremental::exports::backups::plugin::incremental::IncrementalInfo;
 pub use leftovers::exports::backups::plugin::leftovers::{CleanupRule, Leftover};
 pub use notifier::exports::backups::plugin::notification as report_types;
 pub use source::backups::plugin::types::{

@@ -3,7 +3,9 @@
 //! a trap or a timeout poisons the instance.
 
 use super::backstop::Backstop;
-use super::bindings::{self, About, Context, DumpInfo, ObjectInfo, PluginError, WitGrants};
+use super::bindings::{
+    self, About, Context, DumpInfo, IncrementalInfo, ObjectInfo, PluginError, WitGrants,
+};
 use super::sink::{self, ArtifactSink};
 use super::state::PluginState;
 use super::stdio;
@@ -86,9 +88,15 @@ impl std::fmt::Display for CallError {
 }
 
 pub(super) enum Bindings {
-    Source(bindings::source::Source),
+    Source(Box<SourceBindings>),
     Destination(Box<DestinationBindings>),
     Notifier(bindings::notifier::Notifier),
+}
+
+pub(super) struct SourceBindings {
+    pub(super) dump: bindings::source::Source,
+    /// `None` for a source that cannot archive incrementally (most; every one before 0.1.3).
+    pub(super) incremental: Option<bindings::incremental::SourceIncremental>,
 }
 
 pub(super) struct DestinationBindings {
@@ -115,7 +123,7 @@ pub struct Instance {
 macro_rules! plugin_call {
     ($self:ident, $method:ident ( $($arg:expr),* )) => {
         match &$self.bindings {
-            Bindings::Source(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
+            Bindings::Source(b) => b.dump.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
             Bindings::Destination(b) => b.storage.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
             Bindings::Notifier(b) => b.backups_plugin_plugin().$method(&mut $self.store $(, $arg)*).await,
         }
@@ -307,7 +315,8 @@ impl Instance {
                 let Bindings::Source(b) = &s.bindings else {
                     unreachable!()
                 };
-                b.backups_plugin_dump()
+                b.dump
+                    .backups_plugin_dump()
                     .call_dump(&mut s.store, borrowed)
                     .await
             })
@@ -315,6 +324,91 @@ impl Instance {
         // Drop our ends so the pipeline sees the end of the stream.
         self.store.data_mut().sink = None;
         let _ = self.store.data_mut().table.delete(out);
+        result
+    }
+
+    /// Sources: whether the plugin can archive incrementally (the `incremental` export).
+    pub fn has_incremental(&self) -> bool {
+        matches!(&self.bindings, Bindings::Source(b) if b.incremental.is_some())
+    }
+
+    /// Sources: an incremental dump into `sink`, compared against the index in the file
+    /// `base` (none: a full), writing this run's index to the file `index` (created new,
+    /// at most `index_most` bytes: a plugin cannot fill the host's disk through it).
+    pub async fn dump_incremental(
+        &mut self,
+        sink: &ArtifactSink,
+        base: Option<&Path>,
+        index: &Path,
+        index_most: u64,
+    ) -> Result<IncrementalInfo, CallError> {
+        if !self.has_incremental() {
+            return Err(CallError::Host(
+                "this source cannot archive incrementally (no `incremental` export)".into(),
+            ));
+        }
+        let host =
+            |what: &Path, e: std::io::Error| CallError::Host(format!("{}: {e}", what.display()));
+        let base_stream: Option<DynInputStream> = match base {
+            Some(path) => Some(Box::new(super::file_input::FileInput::new(
+                std::fs::File::open(path).map_err(|e| host(path, e))?,
+            ))),
+            None => None,
+        };
+        let index_file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(index)
+            .await
+            .map_err(|e| host(index, e))?;
+        let (capped, overflowed) = super::capped_write::CappedWrite::new(index_file, index_most);
+        let index_stream: DynOutputStream = Box::new(
+            wasmtime_wasi::p2::pipe::AsyncWriteStream::new(sink::CHUNK_BYTES, capped),
+        );
+        let table_error = |e: wasmtime::component::ResourceTableError| {
+            CallError::Host(format!("stream table: {e}"))
+        };
+        let table = &mut self.store.data_mut().table;
+        let out = table
+            .push(Box::new(sink.stream()) as DynOutputStream)
+            .map_err(table_error)?;
+        let index_out = table.push(index_stream).map_err(table_error)?;
+        let base_in = base_stream
+            .map(|s| table.push(s))
+            .transpose()
+            .map_err(table_error)?;
+        self.store.data_mut().sink = Some(sink.clone());
+        let borrowed = Resource::<DynOutputStream>::new_borrow(out.rep());
+        let index_borrowed = Resource::<DynOutputStream>::new_borrow(index_out.rep());
+        let base_borrowed = base_in
+            .as_ref()
+            .map(|b| Resource::<DynInputStream>::new_borrow(b.rep()));
+        let limit = self.call_limit;
+        let result = self
+            .guarded("dump-incremental", limit, async |s| {
+                let Bindings::Source(b) = &s.bindings else {
+                    unreachable!()
+                };
+                let incremental = b.incremental.as_ref().expect("checked above");
+                incremental
+                    .backups_plugin_incremental()
+                    .call_dump_incremental(&mut s.store, borrowed, base_borrowed, index_borrowed)
+                    .await
+            })
+            .await;
+        self.store.data_mut().sink = None;
+        let table = &mut self.store.data_mut().table;
+        let _ = table.delete(out);
+        let _ = table.delete(index_out);
+        if let Some(b) = base_in {
+            let _ = table.delete(b);
+        }
+        if overflowed.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(CallError::Host(format!(
+                "the plugin's index grew past {} (a plugin's index is a few bytes a file)",
+                crate::text::human_bytes(index_most)
+            )));
+        }
         result
     }
 

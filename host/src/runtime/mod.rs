@@ -42,7 +42,7 @@ use crate::grants::Grants;
 use crate::redact::Redactor;
 use crate::trust::TrustPolicy;
 use anyhow::{Context as _, Result, bail};
-use instance::{Bindings, DESCRIBE_CAP, DestinationBindings};
+use instance::{Bindings, DESCRIBE_CAP, DestinationBindings, SourceBindings};
 use policy::Policy;
 use state::PluginState;
 use std::path::{Path, PathBuf};
@@ -384,10 +384,14 @@ impl Runtime {
         let linker = &self.linker;
         let started = async {
             Ok::<_, wasmtime::Error>(match plugin.world.role {
-                Role::Source => Bindings::Source(
-                    bindings::source::Source::instantiate_async(&mut store, component, linker)
-                        .await?,
-                ),
+                Role::Source => {
+                    let instance = linker.instantiate_async(&mut store, component).await?;
+                    let dump = bindings::source::Source::new(&mut store, &instance)?;
+                    // Only sources that archive incrementally export it (since 0.1.3).
+                    let incremental =
+                        bindings::incremental::SourceIncremental::new(&mut store, &instance).ok();
+                    Bindings::Source(Box::new(SourceBindings { dump, incremental }))
+                }
                 Role::Destination => {
                     let instance = linker.instantiate_async(&mut store, component).await?;
                     let storage =

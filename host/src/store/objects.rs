@@ -6,6 +6,11 @@
 //! collide. Beside it, `{object}.manifest.json` says what it is. The manifest is written
 //! after the artifact, so an artifact with a manifest is a complete copy; retention and
 //! freshness count only those.
+//!
+//! An increment (a folder source with `incremental`) is named for the full it was made
+//! against: `{id}.inc-{yyyymmddTHHMMSSZ of the full's run}.tar.gz.gpg`, so that a listing
+//! alone says which archive each one needs. An increment whose full is not a complete copy
+//! at the same destination restores nothing, and is not a copy there.
 
 use crate::codec::{Compression, Encryption};
 use crate::runtime::bindings::ObjectInfo;
@@ -15,22 +20,47 @@ use serde::{Deserialize, Serialize};
 pub const MANIFEST_SUFFIX: &str = ".manifest.json";
 pub const MANIFEST_VERSION: u32 = 1;
 
-/// The object name of one source's artifact in one run.
+/// The object name of one source's artifact in one run; `increment_of` is the run time
+/// of the full an increment was made against.
 pub fn object_key(
     hostname: &str,
     started: Timestamp,
     source_id: &str,
     kind: &str,
+    increment_of: Option<Timestamp>,
     (compression, encryption): (Compression, Encryption),
 ) -> String {
     let utc = started.to_zoned(jiff::tz::TimeZone::UTC);
+    let level = increment_of
+        .map(|base| format!(".{INCREMENT_TAG}{}", compact_stamp(base)))
+        .unwrap_or_default();
     format!(
-        "{hostname}/{}/{}Z/{source_id}.{kind}{}{}",
+        "{hostname}/{}/{}Z/{source_id}{level}.{kind}{}{}",
         utc.strftime("%Y-%m-%d"),
         utc.strftime("%H%M%S"),
         compression.suffix(),
         encryption.suffix()
     )
+}
+
+/// What starts the name part of an increment that names its full.
+const INCREMENT_TAG: &str = "inc-";
+
+/// `20261203T180000Z`: a run time in an object's file name.
+fn compact_stamp(t: Timestamp) -> String {
+    t.to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y%m%dT%H%M%SZ")
+        .to_string()
+}
+
+/// The full an object's file name says it is an increment of, if it says so.
+fn increment_of(file: &str) -> Option<Timestamp> {
+    let tag = file.split('.').nth(1)?.strip_prefix(INCREMENT_TAG)?;
+    jiff::civil::DateTime::strptime("%Y%m%dT%H%M%SZ", tag)
+        .ok()?
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 pub fn manifest_key(object: &str) -> String {
@@ -62,6 +92,10 @@ pub struct Manifest {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
     pub tool: String,
+    /// An increment: the object name of the full it was made against (at the same
+    /// destination), which must be extracted before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
 }
 
 /// The most a manifest may hold (ours are under 2 KiB): a destination that serves a
@@ -90,6 +124,19 @@ pub struct StoredCopy {
     pub manifest: String,
     pub created: Timestamp,
     pub size: u64,
+    /// An increment: the run time of its full (a copy at the same destination).
+    pub base: Option<Timestamp>,
+}
+
+impl StoredCopy {
+    /// The full this increment needs, among `copies` (`None` for a full itself, or when
+    /// it is missing).
+    pub fn full_in<'c>(&self, copies: &'c [StoredCopy]) -> Option<&'c StoredCopy> {
+        let base = self.base?;
+        copies
+            .iter()
+            .find(|c| c.base.is_none() && c.created == base)
+    }
 }
 
 /// Parses `{hostname}/{date}/{time}Z/{id}.{rest}` into (source id, run time).
@@ -119,7 +166,8 @@ pub fn parse_key(hostname: &str, key: &str) -> Option<(String, Timestamp)> {
 }
 
 /// The complete copies of `source_id` in a listing, newest first. Artifacts without a
-/// manifest (an upload that did not finish) and objects of other layouts are not copies.
+/// manifest (an upload that did not finish), increments whose full is not a complete copy
+/// here, and objects of other layouts are not copies.
 pub fn copies_of(hostname: &str, source_id: &str, listing: &[ObjectInfo]) -> Vec<StoredCopy> {
     let keys: std::collections::HashSet<&str> = listing.iter().map(|o| o.key.as_str()).collect();
     let mut copies: Vec<StoredCopy> = listing
@@ -128,14 +176,22 @@ pub fn copies_of(hostname: &str, source_id: &str, listing: &[ObjectInfo]) -> Vec
         .filter_map(|o| {
             let (id, created) = parse_key(hostname, &o.key)?;
             let manifest = manifest_key(&o.key);
+            let file = o.key.rsplit('/').next().unwrap_or_default();
             (id == source_id && keys.contains(manifest.as_str())).then(|| StoredCopy {
                 object: o.key.clone(),
                 manifest,
                 created,
                 size: o.size,
+                base: increment_of(file),
             })
         })
         .collect();
+    let whole: Vec<StoredCopy> = copies
+        .iter()
+        .filter(|c| c.base.is_none())
+        .cloned()
+        .collect();
+    copies.retain(|c| c.base.is_none() || c.full_in(&whole).is_some());
     copies.sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
     copies
 }
@@ -274,11 +330,53 @@ mod tests {
             t,
             "etc",
             "tar",
+            None,
             (Compression::Gzip, Encryption::OpenPgpPassphrase),
         );
         assert_eq!(key, "db1.example.com/2026-11-22/020304Z/etc.tar.gz.gpg");
         assert_eq!(parse_key("db1.example.com", &key), Some(("etc".into(), t)));
         assert_eq!(parse_key("other", &key), None);
+    }
+
+    #[test]
+    fn an_increment_names_its_full_and_counts_only_beside_it() {
+        let full: Timestamp = "2026-11-20T01:00:00Z".parse().unwrap();
+        let then: Timestamp = "2026-11-21T01:00:00Z".parse().unwrap();
+        let key = object_key(
+            "h",
+            then,
+            "etc",
+            "tar",
+            Some(full),
+            (Compression::Gzip, Encryption::OpenPgpPassphrase),
+        );
+        assert_eq!(
+            key,
+            "h/2026-11-21/010000Z/etc.inc-20261120T010000Z.tar.gz.gpg"
+        );
+        assert_eq!(parse_key("h", &key), Some(("etc".into(), then)));
+        let with_manifest = |k: &str| [obj(k), obj(&manifest_key(k))];
+        let orphan = "h/2026-11-22/010000Z/etc.inc-20261119T010000Z.tar.gz.gpg";
+        let listing: Vec<ObjectInfo> = [
+            "h/2026-11-20/010000Z/etc.tar.gz.gpg",
+            key.as_str(),
+            // Its full (the 19th) is not here: it restores nothing, so it is no copy.
+            orphan,
+        ]
+        .iter()
+        .flat_map(|k| with_manifest(k))
+        .collect();
+        let copies = copies_of("h", "etc", &listing);
+        let found: Vec<(&str, Option<Timestamp>)> =
+            copies.iter().map(|c| (c.object.as_str(), c.base)).collect();
+        assert_eq!(
+            found,
+            [
+                (key.as_str(), Some(full)),
+                ("h/2026-11-20/010000Z/etc.tar.gz.gpg", None)
+            ]
+        );
+        assert_eq!(copies[0].full_in(&copies).map(|c| c.created), Some(full));
     }
 
     #[test]

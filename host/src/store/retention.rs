@@ -13,6 +13,11 @@
 //!
 //! `min_copies` defaults to 3, or to `retention_copies` when that asks for fewer.
 //!
+//! Increments (see `objects`): every copy here is a restorable point (an increment whose
+//! full is missing is not a copy at all), the rules count points, and a full that a kept
+//! increment needs is kept with it, whatever the rules say of the full alone: a full
+//! outlives its last increment.
+//!
 //! Retention runs at a destination only after this run stored a new copy there (seen
 //! stored), and only on a listing that succeeded. A listing is the destination's word, so:
 //! - this run's copy is never deleted, whatever else is listed;
@@ -198,6 +203,16 @@ pub fn decide(
             decision.delete.push(copy);
         }
     }
+    // The fulls the kept increments need come back from the deleted.
+    let needed: HashSet<Timestamp> = decision.keep.iter().filter_map(|c| c.base).collect();
+    let (needed, delete): (Vec<StoredCopy>, Vec<StoredCopy>) = std::mem::take(&mut decision.delete)
+        .into_iter()
+        .partition(|c| c.base.is_none() && needed.contains(&c.created));
+    decision.delete = delete;
+    decision.keep.extend(needed);
+    decision
+        .keep
+        .sort_by(|a, b| b.created.cmp(&a.created).then(b.object.cmp(&a.object)));
     decision
 }
 
@@ -212,6 +227,7 @@ mod tests {
             manifest: format!("h/{days_ago}/etc.tar.gz.gpg.manifest.json"),
             created,
             size: 1,
+            base: None,
         }
     }
 
@@ -223,6 +239,32 @@ mod tests {
             confirmed: &confirmed,
         };
         decide(policy, copies, now, &safeguards)
+    }
+
+    #[test]
+    fn a_full_outlives_the_last_increment_kept_on_it() {
+        let now: Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        // Day 9: a full, days 8..=5 increments of it; day 4: a full, days 3..=0 increments.
+        let copies: Vec<StoredCopy> = (0..10)
+            .map(|days_ago| {
+                let mut c = copy(days_ago, now);
+                let full = if days_ago >= 5 { 9 } else { 4 };
+                if days_ago != full {
+                    c.base = Some(now - SignedDuration::from_hours(24 * full));
+                }
+                c
+            })
+            .collect();
+        let policy = Policy {
+            copies: Some(6),
+            min_copies: 1,
+            ..Policy::default()
+        };
+        let d = decide_all(&policy, copies, now);
+        // Days 0..=5 by count; day 5 is an increment of day 9's full, which stays;
+        // days 6..=8 go.
+        assert_eq!(ages(&d.keep, now), [0, 1, 2, 3, 4, 5, 9]);
+        assert_eq!(ages(&d.delete, now), [6, 7, 8]);
     }
 
     #[test]
@@ -374,6 +416,7 @@ mod tests {
                     manifest: format!("h/{i}.m"),
                     created,
                     size: 1,
+                    base: None,
                 }
             })
             .collect();

@@ -24,6 +24,7 @@
 //! `tar --one-file-system` users expect) and the host's own directories (its tmpdir, state
 //! dir and cache, when `path` contains them).
 
+mod changes;
 mod excludes;
 mod members;
 mod reading;
@@ -31,12 +32,14 @@ mod walk;
 
 use backups_sdk::config::{OneOrMany, absolute_path};
 use backups_sdk::{
-    About, ArtifactWriter, Context, DumpInfo, Grants, Plugin, PluginError, Result, Source,
+    About, ArtifactWriter, Context, DumpInfo, Grants, Incremental, IncrementalSource, IndexReader,
+    Plugin, PluginError, Result, Source,
 };
+use changes::{Base, IndexWriter};
 use excludes::Excludes;
 use serde::Deserialize;
 use std::io::{BufWriter, Write};
-use walk::{CHUNK, Walk, shown};
+use walk::{CHUNK, Changes, Walk, shown};
 
 /// How many paths a report line lists before summarising (the log gets them all).
 const LIST_AT_MOST: usize = 20;
@@ -105,12 +108,55 @@ impl Plugin for Folder {
 
 impl Source for Folder {
     fn dump(&mut self, out: &mut ArtifactWriter) -> Result<DumpInfo> {
+        self.archive(out, None)
+    }
+}
+
+/// With `"incremental"` on the entry, the host asks for GNU tar's incremental format: a
+/// dumpdir member per directory (what it holds, so that `tar -xG` deletes what is gone)
+/// and only the entries that changed since the full whose index is `base`.
+impl IncrementalSource for Folder {
+    fn dump_incremental(
+        &mut self,
+        out: &mut ArtifactWriter,
+        base: Option<&mut IndexReader>,
+        index: &mut ArtifactWriter,
+    ) -> Result<Incremental> {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let base = match base.map(|input| Base::read(input, &self.root)) {
+            Some(Ok(base)) => Some(base),
+            Some(Err(why)) => {
+                backups_sdk::log::warn(&format!("a full instead of an increment: {why}"));
+                None
+            }
+            None => None,
+        };
+        let full = base.is_none();
+        let index = IndexWriter::start(index, &self.root, started)
+            .map_err(|e| PluginError::from_io(&e, "writing the index"))?;
+        let info = self.archive(out, Some(Changes { base, index }))?;
+        Ok(Incremental { info, full })
+    }
+}
+
+impl Folder {
+    /// The archive of the tree: whole, or (with `changes`) in the incremental format.
+    fn archive<'a>(
+        &'a self,
+        out: &mut ArtifactWriter,
+        changes: Option<Changes<'a>>,
+    ) -> Result<DumpInfo> {
         let mut info = DumpInfo::new("tar");
         let mut walk = Walk::new(
             BufWriter::with_capacity(CHUNK, out),
             &self.root,
             &self.excludes,
         );
+        if let Some(changes) = changes {
+            walk = walk.incremental(changes);
+        }
         if let Some(pattern) = walk
             .exclude_name(&self.root)
             .and_then(|name| self.excludes.matching(&name))
@@ -127,6 +173,7 @@ impl Source for Folder {
         let Walk {
             archive,
             members,
+            unchanged,
             unreadable,
             skipped,
             warnings,
@@ -137,7 +184,7 @@ impl Source for Folder {
             .and_then(|mut buffered| buffered.flush())
             .map_err(|e| PluginError::from_io(&e, "finishing the archive"))?;
 
-        if members == 0 {
+        if members + unchanged == 0 {
             return Err(PluginError::permanent(format!(
                 "{}: the archive holds no member at all{}",
                 shown(&self.root),
@@ -194,4 +241,4 @@ fn at_most(paths: &[String]) -> String {
     list.join("; ")
 }
 
-backups_sdk::export_source!(Folder);
+backups_sdk::export_incremental_source!(Folder);

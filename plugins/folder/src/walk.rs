@@ -6,6 +6,7 @@
 //! that cannot be listed loses its children, named as that directory, and a file that
 //! cannot be opened is not given a header.
 
+use crate::changes::{Base, IndexWriter, dumpdir};
 use crate::excludes::Excludes;
 use crate::members::{Archive, header_for};
 use crate::reading::{Exactly, ReadAhead};
@@ -36,6 +37,27 @@ pub struct Walk<'a, W: Write> {
     pub skipped: Vec<String>,
     /// Everything else worth a line in the report (sockets, files that shrank).
     pub warnings: Vec<String>,
+    /// In an incremental dump: what it compares against, and this run's index.
+    pub changes: Option<Changes<'a>>,
+    /// Entries an incremental dump left out as unchanged.
+    pub unchanged: u64,
+}
+
+/// An incremental dump's comparison: with no base, every entry is new (a full).
+pub struct Changes<'a> {
+    pub base: Option<Base>,
+    pub index: IndexWriter<'a>,
+}
+
+impl Changes<'_> {
+    /// The dumpdir code of an entry of a directory.
+    fn code(&self, path: &[u8], meta: &EntryMetadata) -> u8 {
+        match (meta.kind, &self.base) {
+            (EntryKind::Directory, _) => b'D',
+            (_, Some(base)) if base.unchanged(path, meta) => b'N',
+            _ => b'Y',
+        }
+    }
 }
 
 impl<'a, W: Write> Walk<'a, W> {
@@ -52,7 +74,15 @@ impl<'a, W: Write> Walk<'a, W> {
             unreadable: Vec::new(),
             skipped: Vec::new(),
             warnings: Vec::new(),
+            changes: None,
+            unchanged: 0,
         }
+    }
+
+    /// Makes this an incremental walk (GNU tar's `--listed-incremental` format).
+    pub fn incremental(mut self, changes: Changes<'a>) -> Self {
+        self.changes = Some(changes);
+        self
     }
 
     /// The name GNU tar matches excludes against: `./data/x` for `/srv/data/x` when the
@@ -71,53 +101,105 @@ impl<'a, W: Write> Walk<'a, W> {
 
     /// Archives `root` and everything below it, parents before children, siblings sorted.
     pub fn run(&mut self, root: &[u8]) -> Result<()> {
-        let mut pending = vec![root.to_vec()];
-        while let Some(path) = pending.pop() {
-            if path != root && self.excluded(&path) {
-                continue;
-            }
-            if let Some(children) = self.entry(&path)? {
+        let mut pending = vec![(root.to_vec(), None)];
+        while let Some((path, known)) = pending.pop() {
+            if let Some(children) = self.entry(&path, known)? {
                 pending.extend(children.into_iter().rev());
             }
+        }
+        if let Some(changes) = self.changes.take() {
+            changes.index.finish().map_err(write_error)?;
         }
         Ok(())
     }
 
-    /// Archives one entry; for a directory, returns the paths of its children.
-    fn entry(&mut self, path: &[u8]) -> Result<Option<Vec<Vec<u8>>>> {
-        let meta = match files::lstat(path) {
-            Ok(m) => m,
+    /// `lstat`, with what cannot be read noted (as skipped or unreadable) and `None`.
+    fn lstat(&mut self, path: &[u8]) -> Option<EntryMetadata> {
+        match files::lstat(path) {
+            Ok(m) => Some(m),
             Err(e) if e.kind == ErrorKind::Denied && e.message.contains(": skipped: ") => {
                 self.skipped.push(e.message);
-                return Ok(None);
+                None
             }
             Err(e) => {
                 self.unreadable.push(e.message);
-                return Ok(None);
+                None
             }
+        }
+    }
+
+    /// Archives one entry (its metadata already read when `known`); for a directory,
+    /// returns its children not excluded, with their metadata when it was read.
+    #[allow(clippy::type_complexity)]
+    fn entry(
+        &mut self,
+        path: &[u8],
+        known: Option<EntryMetadata>,
+    ) -> Result<Option<Vec<(Vec<u8>, Option<EntryMetadata>)>>> {
+        let Some(meta) = known.or_else(|| self.lstat(path)) else {
+            return Ok(None);
         };
         let name = member_name(path);
         let mut header = header_for(&meta);
         header.set_size(0);
+        if meta.kind != EntryKind::Directory
+            && let Some(changes) = &mut self.changes
+        {
+            changes.index.add(path, &meta).map_err(write_error)?;
+            if changes.code(path, &meta) == b'N' {
+                self.unchanged += 1;
+                return Ok(None);
+            }
+        }
         let written = match meta.kind {
             EntryKind::Directory => {
-                let children = match files::read_dir(path) {
+                let names = match files::read_dir(path) {
                     Ok(names) => names,
                     Err(e) => {
                         self.unreadable.push(e.message);
                         return Ok(None);
                     }
                 };
-                header.set_entry_type(tar::EntryType::Directory);
                 let mut dir_name = name;
                 if dir_name != b"." {
                     dir_name.push(b'/');
                 }
-                self.archive
-                    .append(&mut header, &dir_name, None, io::empty())
-                    .map_err(write_error)?;
+                // (The caller refuses a pattern that matches the root itself.)
+                let children: Vec<Vec<u8>> = names
+                    .iter()
+                    .map(|c| files::join(path, c))
+                    .filter(|c| !self.excluded(c))
+                    .collect();
+                let children: Vec<(Vec<u8>, Option<EntryMetadata>)> = if self.changes.is_some() {
+                    // A dumpdir lists every entry with its code, so each is looked at
+                    // before the directory's member is written; what cannot be looked at
+                    // is left out of the list (and noted).
+                    let mut listed = Vec::new();
+                    for child in children {
+                        if let Some(m) = self.lstat(&child) {
+                            listed.push((child, Some(m)));
+                        }
+                    }
+                    let changes = self.changes.as_ref().expect("checked");
+                    let body = dumpdir(listed.iter().map(|(child, m)| {
+                        let m = m.as_ref().expect("read above");
+                        let base_name = &child[path.len() + usize::from(path != b"/")..];
+                        (changes.code(child, m), base_name)
+                    }));
+                    header.set_entry_type(tar::EntryType::new(b'D'));
+                    header.set_size(body.len() as u64);
+                    self.archive
+                        .append(&mut header, &dir_name, None, &body[..])
+                        .map_err(write_error)?;
+                    listed
+                } else {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    self.archive
+                        .append(&mut header, &dir_name, None, io::empty())
+                        .map_err(write_error)?;
+                    children.into_iter().map(|c| (c, None)).collect()
+                };
                 self.members += 1;
-                let children = children.iter().map(|c| files::join(path, c)).collect();
                 return Ok(Some(children));
             }
             _ if meta.links > 1 && self.linked.contains_key(&(meta.device, meta.inode)) => {
