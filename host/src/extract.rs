@@ -90,7 +90,8 @@ fn unpack(stream: impl Read, dir: &Path, over_earlier: bool) -> Result<()> {
                         .take(DUMPDIR_MOST)
                         .read_to_end(&mut listed)
                         .with_context(|| at("reading the dumpdir of"))?;
-                    purge(&path, &listed).with_context(|| at("deleting what is gone from"))?;
+                    purge(&dir, &path, &listed)
+                        .with_context(|| at("deleting what is gone from"))?;
                 }
                 let header = entry.header();
                 directories.push(Deferred {
@@ -146,13 +147,50 @@ fn unpack(stream: impl Read, dir: &Path, over_earlier: bool) -> Result<()> {
 /// The most a dumpdir may hold: a directory of a million entries with long names.
 const DUMPDIR_MOST: u64 = 256 << 20;
 
-/// Deletes from the directory `path` whatever its dumpdir `listed` does not name, and
-/// what it names as the other kind (a directory now a file, a file now a directory), as
-/// GNU tar's `purge_directory` does.
-fn purge(path: &Path, listed: &[u8]) -> Result<()> {
+/// Applies the dumpdir `listed` of the directory `path` (under the target `root`), as GNU
+/// tar's `try_purge_directory` does: first the renames it records (`R` old name, `T` new
+/// name, both from the archive's root; `X` names a temporary for a cycle of renames: GNU
+/// tar writes them for directories renamed since the full), then deletes whatever the
+/// directory holds that the list does not name, or names as the other kind (a directory
+/// now a file, a file now a directory).
+fn purge(root: &Path, path: &Path, listed: &[u8]) -> Result<()> {
     use std::ffi::OsStr;
+    let lines: Vec<&[u8]> = listed
+        .split(|&b| b == 0)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let named = |name: &[u8]| Path::new(OsStr::from_bytes(name)).to_path_buf();
+    let mut temporary: Option<PathBuf> = None;
+    let mut renames = lines.iter().peekable();
+    while let Some(line) = renames.next() {
+        match line[0] {
+            b'X' => temporary = Some(inside(root, &named(&line[1..]))?),
+            b'R' => {
+                let Some(to) = renames.next().filter(|l| l[0] == b'T') else {
+                    bail!("a dumpdir's R entry is not followed by its T entry");
+                };
+                let from = match &line[1..] {
+                    [] => temporary.clone(),
+                    name => Some(inside(root, &named(name))?),
+                };
+                let to = match &to[1..] {
+                    [] => temporary.clone(),
+                    name => Some(inside(root, &named(name))?),
+                };
+                let (Some(from), Some(to)) = (from, to) else {
+                    bail!("a dumpdir renames through a temporary it did not name (X)");
+                };
+                if std::fs::symlink_metadata(&from).is_ok_and(|m| m.is_dir()) {
+                    std::fs::rename(&from, &to).with_context(|| {
+                        format!("renaming {} to {}", from.display(), to.display())
+                    })?;
+                }
+            }
+            _ => {}
+        }
+    }
     let mut names: std::collections::HashMap<&[u8], u8> = std::collections::HashMap::new();
-    for line in listed.split(|&b| b == 0).filter(|l| !l.is_empty()) {
+    for line in lines.iter().filter(|l| !b"RTX".contains(&l[0])) {
         let (code, name) = (line[0], &line[1..]);
         if name.is_empty() || name.contains(&b'/') || name == b"." || name == b".." {
             bail!(

@@ -72,6 +72,17 @@ fn gnu_extract(gpg: &Gpg, artifact: &Path, into: &Path) {
     );
 }
 
+/// `backups restore --source files WHICH… --extract INTO`, which must succeed.
+fn extract(job: &Path, which: &[&str], into: &Path) {
+    let r = run(backups()
+        .args(["restore", "--source", "files"])
+        .args(which)
+        .arg("--extract")
+        .arg(into)
+        .arg(job));
+    assert_eq!(r.code, 0, "{}", r.all());
+}
+
 fn restored(into: &Path, src: &Path) -> Vec<(String, String)> {
     snapshot(&into.join(src.strip_prefix("/").unwrap()))
 }
@@ -147,29 +158,14 @@ fn five_runs_of_changes_restore_exactly_with_backups_and_with_gpg_and_tar() {
 
     // The newest point, with backups.
     let into = work.path().join("newest");
-    let r = run(backups()
-        .args(["restore", "--source", "files", "--extract"])
-        .arg(&into)
-        .arg(&job));
-    assert_eq!(r.code, 0, "{}", r.all());
+    extract(&job, &[], &into);
     assert_eq!(restored(&into, &src), points[4].1);
 
     // An older point (run 3), with backups.
     let older = &points[2].0;
     let object = older.strip_prefix(&dest).unwrap().display().to_string();
     let into = work.path().join("older");
-    let r = run(backups()
-        .args([
-            "restore",
-            "--source",
-            "files",
-            "--artifact",
-            &object,
-            "--extract",
-        ])
-        .arg(&into)
-        .arg(&job));
-    assert_eq!(r.code, 0, "{}", r.all());
+    extract(&job, &["--artifact", &object], &into);
     assert_eq!(restored(&into, &src), points[2].1);
 
     // Run 2's point, by time (`--at`: the newest copy made at or before it).
@@ -184,11 +180,7 @@ fn five_runs_of_changes_restore_exactly_with_backups_and_with_gpg_and_tar() {
     let (day, time) = (folder(points[1].0.parent().unwrap()), folder(&points[1].0));
     let at = format!("{day}T{}:{}:{}Z", &time[0..2], &time[2..4], &time[4..6]);
     let into = work.path().join("at");
-    let r = run(backups()
-        .args(["restore", "--source", "files", "--at", &at, "--extract"])
-        .arg(&into)
-        .arg(&job));
-    assert_eq!(r.code, 0, "{}", r.all());
+    extract(&job, &["--at", &at], &into);
     assert_eq!(restored(&into, &src), points[1].1);
 
     // Every point, with nothing but gpg and GNU tar: the full, then the increment.
@@ -303,18 +295,7 @@ fn retention_across_a_full_boundary_keeps_the_full_of_every_kept_increment() {
     });
     let object = runs[3].strip_prefix(&dest).unwrap().display().to_string();
     let into = work.path().join("point4");
-    let r = run(backups()
-        .args([
-            "restore",
-            "--source",
-            "files",
-            "--artifact",
-            &object,
-            "--extract",
-        ])
-        .arg(&into)
-        .arg(&job));
-    assert_eq!(r.code, 0, "{}", r.all());
+    extract(&job, &["--artifact", &object], &into);
     let files: Vec<String> = files_under(&into.join(src.strip_prefix("/").unwrap()));
     assert_eq!(files, ["f1", "f2", "f3", "f4"]);
 

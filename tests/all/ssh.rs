@@ -255,3 +255,77 @@ fn lvm_cleanup_and_pruning_run_when_mounting_fails() {
     assert_eq!(left.len(), 1, "{left:?}");
     assert!(!left[0].ends_with("-1000") && !left[0].ends_with("-2000"));
 }
+
+/// `"incremental"` over ssh: GNU tar makes the increments on the remote machine, against
+/// the snapshot of the full that the host kept; the newest point restores with
+/// `gpg | tar -xzG` (full, then increment) and with `backups restore --extract`.
+#[test]
+fn incremental_folder_over_ssh_restores_with_gpg_and_tar_g() {
+    let sshd = Sshd::start();
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("remote tree");
+    make_tree(&src);
+    let dest = work.path().join("dest");
+    fs::create_dir_all(&dest).unwrap();
+    let job = write_job(
+        work.path(),
+        &json!({"hostname": "h", "tmpdir": work.path().join("tmp"),
+                "state_dir": work.path().join("state"),
+                "sources": [source(&sshd, "remote", "folder-ssh",
+                                   json!({"path": src, "incremental": {"full_every": 5}}))],
+                "destinations": [{"id": "disk", "type": "local", "path": dest}]}),
+    );
+    let run_once = || {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let r = run(backups().arg("run").arg(&job));
+        assert_eq!(r.code, 0, "{}", r.all());
+    };
+    run_once();
+    fs::write(src.join("plain.txt"), "changed\n".repeat(100)).unwrap();
+    fs::remove_file(src.join("empty")).unwrap();
+    fs::rename(src.join("nested/deeper"), src.join("nested/moved")).unwrap();
+    fs::write(src.join("added"), b"added").unwrap();
+    run_once();
+
+    let stored = artifacts(&dest);
+    let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
+    let (full, increment) = (&stored[0], &stored[1]);
+    assert_eq!(name(full), "remote.tar.gz.gpg");
+    assert!(name(increment).starts_with("remote.inc-"), "{stored:?}");
+    assert!(
+        fs::metadata(increment).unwrap().len() < fs::metadata(full).unwrap().len() / 4,
+        "the 3 MiB of random bytes did not change: the increment does not carry them"
+    );
+
+    let gpg = Gpg::new();
+    let by_tar = work.path().join("by-tar");
+    fs::create_dir_all(&by_tar).unwrap();
+    for archive in [full, increment] {
+        let tgz = gpg.decrypt(archive, Some("pw-pw-pw"));
+        let mut tar = Command::new("tar")
+            .args(["-xzG", "-C"])
+            .arg(&by_tar)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        tar.stdin.take().unwrap().write_all(&tgz).unwrap();
+        assert!(tar.wait().unwrap().success());
+    }
+    let expected = snapshot(&src);
+    assert_eq!(
+        snapshot(&by_tar.join(src.strip_prefix("/").unwrap())),
+        expected
+    );
+
+    let by_backups = work.path().join("by-backups");
+    let r = run(backups()
+        .args(["restore", "--source", "remote", "--extract"])
+        .arg(&by_backups)
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(
+        snapshot(&by_backups.join(src.strip_prefix("/").unwrap())),
+        expected
+    );
+}
