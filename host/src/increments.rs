@@ -13,11 +13,20 @@
 //! - `{source}.json`: which full that is, its index's sha256, and how many increments were
 //!   stored since.
 //!
+//! Each full's index is also stored beside it, compressed and encrypted as the full is
+//! (`{id}.index.gz.gpg`, named in the full's manifest), so that a new machine, or one whose
+//! `state_dir` was lost, continues from the newest full instead of starting a new one (when
+//! it can decrypt: a passphrase; with recipients only, it starts a full). Its plaintext
+//! begins by naming its full, checked after decryption: a destination that serves another
+//! full's index under this name is caught.
+//!
 //! Anything missing, unreadable or not matching makes the next run a full, never a wrong
 //! increment. A run that fails leaves both files as they were, so a full that was due and
 //! failed is due again: it is retried as a full, never replaced by an increment against
 //! the older full.
 
+use crate::codec::Compression;
+use crate::codec::openpgp::{Keys, Plan as CryptoPlan};
 use crate::config::{Entry, FullEvery};
 use crate::runtime::Instance;
 use crate::store::objects;
@@ -25,6 +34,7 @@ use anyhow::{Context as _, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// The most bytes a plugin's index may take (its entries are a few bytes a file).
@@ -137,11 +147,22 @@ impl Chain {
         })
     }
 
+    /// Whether this machine has a record of a full (when not, `recover` may find one).
+    pub fn has_record(&self) -> bool {
+        self.record.exists()
+    }
+
     /// Counts an increment stored at one destination at least.
     pub fn increment_stored(&self) -> Result<()> {
         let bytes = std::fs::read(&self.record)?;
         let mut record: Record = serde_json::from_slice(&bytes)?;
         record.increments += 1;
+        self.write_record(&record)
+    }
+
+    fn set_increments(&self, increments: u32) -> Result<()> {
+        let mut record: Record = serde_json::from_slice(&std::fs::read(&self.record)?)?;
+        record.increments = increments;
         self.write_record(&record)
     }
 
@@ -186,6 +207,137 @@ pub async fn full_everywhere(
         }
     }
     level
+}
+
+/// The first line of a stored index's plaintext.
+fn sealed_header(full_object: &str) -> String {
+    format!("backups index of {full_object}\n")
+}
+
+/// Writes `index`, headed by the name of its full, compressed and encrypted as the full
+/// was, to `out` (created new); returns its size.
+pub fn seal(
+    index: &Path,
+    out: &Path,
+    full_object: &str,
+    compression: Compression,
+    encryption: &CryptoPlan,
+) -> Result<u64> {
+    let mut plain = std::fs::File::open(index)?;
+    let file =
+        std::fs::File::create_new(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut written = std::io::BufWriter::new(file);
+    let mut compress = |sink: &mut dyn Write| -> Result<()> {
+        let mut compressor = compression.encoder(sink, 1)?;
+        compressor.write_all(sealed_header(full_object).as_bytes())?;
+        std::io::copy(&mut plain, &mut compressor)?;
+        compressor.finish()?;
+        Ok(())
+    };
+    if encryption.encrypts() {
+        let mut message = encryption.encryptor(&mut written)?;
+        compress(&mut message)?;
+        message.finish()?;
+    } else {
+        compress(&mut written)?;
+    }
+    let file = written.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(file.metadata()?.len())
+}
+
+/// The index of `full_object` from a stored one's plaintext (decrypted, decompressed) into
+/// `out`, when its header names that full.
+pub fn unseal(plaintext: &mut dyn Read, full_object: &str, out: &Path) -> Result<()> {
+    let header = sealed_header(full_object);
+    let mut found = vec![0u8; header.len()];
+    plaintext
+        .read_exact(&mut found)
+        .context("the stored index is cut short")?;
+    if found != header.as_bytes() {
+        anyhow::bail!("the stored index is not the one of {full_object}");
+    }
+    let mut file = std::fs::File::create(out)?;
+    std::io::copy(&mut plaintext.take(INDEX_MOST), &mut file)?;
+    Ok(())
+}
+
+/// On a machine without a record: the newest full at the first destination that has it
+/// with its stored index, whose index becomes this machine's record (with the increments
+/// made on it since). Returns that full's name; `None` when there is none to continue
+/// (then the run is a full).
+pub async fn recover(
+    chain: &Chain,
+    destinations: &mut [(&Entry, Result<Instance, String>)],
+    hostname: &str,
+    source_id: &str,
+    keys: &Keys,
+    scratch: &Path,
+) -> Option<String> {
+    for (dest, instance) in destinations.iter_mut() {
+        let Ok(instance) = instance else { continue };
+        match recover_from(chain, instance, hostname, source_id, keys, scratch).await {
+            Ok(Some(full)) => return Some(full),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                "{}: the stored index of the last full could not be used: {e:#}",
+                dest.label()
+            ),
+        }
+    }
+    None
+}
+
+async fn recover_from(
+    chain: &Chain,
+    instance: &mut Instance,
+    hostname: &str,
+    source_id: &str,
+    keys: &Keys,
+    scratch: &Path,
+) -> Result<Option<String>> {
+    let listing = instance
+        .list(&format!("{hostname}/"))
+        .await
+        .map_err(|e| anyhow::anyhow!("listing: {e}"))?;
+    let copies = objects::copies_of(hostname, source_id, &listing);
+    let Some(full) = copies.iter().find(|c| c.base.is_none()) else {
+        return Ok(None);
+    };
+    let manifest = objects::read_manifest(instance, &full.manifest, scratch).await?;
+    let Some(key) = manifest
+        .index
+        .filter(|k| listing.iter().any(|o| &o.key == k))
+    else {
+        return Ok(None);
+    };
+    let sealed = scratch.join(format!("{source_id}.index.sealed"));
+    instance
+        .get_to_file(&key, &sealed, INDEX_MOST)
+        .await
+        .map_err(|e| anyhow::anyhow!("fetching {key}: {e}"))?;
+    let recovered = scratch.join(format!("{source_id}.index.recovered"));
+    let unsealed = (|| -> Result<()> {
+        let file = std::io::BufReader::new(std::fs::File::open(&sealed)?);
+        let compression = Compression::from_manifest(&manifest.compression)?;
+        let mut plaintext = match crate::codec::Encryption::from_manifest(&manifest.encryption)? {
+            crate::codec::Encryption::None => compression.decoder(file)?,
+            _ => compression.decoder(keys.decrypt(file)?)?,
+        };
+        unseal(&mut plaintext, &full.object, &recovered)
+    })();
+    let _ = std::fs::remove_file(&sealed);
+    let recorded = unsealed.and_then(|()| {
+        let increments = copies
+            .iter()
+            .filter(|c| c.base == Some(full.created))
+            .count();
+        chain.full_stored(&recovered, full.created, &full.object)?;
+        chain.set_increments(increments as u32)
+    });
+    let _ = std::fs::remove_file(&recovered);
+    recorded?;
+    Ok(Some(full.object.clone()))
 }
 
 fn sha256_of(path: &Path) -> Result<String> {

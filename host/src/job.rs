@@ -135,6 +135,9 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             .map(|every| (every, Chain::new(&job.state_dir, &job.name, &entry.id)));
         let level = match &chain {
             Some((every, chain)) => {
+                if !chain.has_record() {
+                    recover_chain(chain, planned, &mut destinations, &job.hostname, &session).await;
+                }
                 let level = chain.level(*every, started);
                 let level =
                     increments::full_everywhere(level, &mut destinations, &job.hostname, &entry.id)
@@ -190,6 +193,11 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             increment_of.as_ref().map(|(base, _)| *base),
             (compression, encryption.kind()),
         );
+        // A full of an incremental source: its index goes beside it, sealed as it is.
+        let index_beside = match (&index, &increment_of) {
+            (Some(index), None) => seal_index(index, &object, entry, &encryption, &session),
+            _ => None,
+        };
         let manifest = Manifest {
             manifest_version: objects::MANIFEST_VERSION,
             job: job.name.clone(),
@@ -208,6 +216,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             recipients: encryption.recipients(),
             tool: format!("backups {}", env!("CARGO_PKG_VERSION")),
             base: increment_of.as_ref().map(|(_, object)| object.clone()),
+            index: index_beside.as_ref().map(|(key, _, _)| key.clone()),
         };
         let manifest_json = serde_json::to_vec_pretty(&manifest)?;
         tracing::info!(
@@ -238,6 +247,9 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 &object,
                 &artifact,
                 &manifest_json,
+                index_beside
+                    .as_ref()
+                    .map(|(key, path, size)| (key.as_str(), path.as_path(), *size)),
                 &plan.redactor,
                 run_dir,
             )
@@ -246,6 +258,9 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         let stored_somewhere = results.iter().any(|r| r.ok);
         report.destinations.extend(results);
         let _ = std::fs::remove_file(&artifact.path);
+        if let Some((_, sealed, _)) = &index_beside {
+            let _ = std::fs::remove_file(sealed);
+        }
         if let (Some((_, chain)), Some(index)) = (&chain, &index) {
             // Stored nowhere: nothing changes, so a full that was due is due again.
             let recorded = match (stored_somewhere, &increment_of) {
@@ -274,6 +289,70 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
     report.finished = crate::schedule::now().max(started);
     notify(plan, &session, &mut report).await;
     Ok(report)
+}
+
+/// On a machine with no record of the source's last full (a new one, a lost `state_dir`):
+/// continue from the index stored beside the newest full, when this job can decrypt it.
+async fn recover_chain(
+    chain: &Chain,
+    planned: &Planned,
+    destinations: &mut [(&Entry, Result<Instance, String>)],
+    hostname: &str,
+    session: &Session<'_>,
+) {
+    let entry = &planned.entry;
+    let decryptable = matches!(
+        entry.encryption,
+        Some(crate::config::Encryption::Passphrase(_) | crate::config::Encryption::None)
+    );
+    if !decryptable {
+        return;
+    }
+    let Ok(keys) = crate::restore::keys_for(planned, &[], &[]) else {
+        return;
+    };
+    let found = increments::recover(
+        chain,
+        destinations,
+        hostname,
+        &entry.id,
+        &keys,
+        session.dir(),
+    )
+    .await;
+    if let Some(full) = found {
+        tracing::info!(
+            "{}: no local record of the last full: continuing from {full}, with its index \
+             stored beside it",
+            entry.label()
+        );
+    }
+}
+
+/// Seals a full's index for storing beside it: (its key, the sealed file, its size).
+/// Without it the full is still a whole copy, so a failure is only logged.
+fn seal_index(
+    index: &std::path::Path,
+    object: &str,
+    entry: &Entry,
+    encryption: &CryptoPlan,
+    session: &Session<'_>,
+) -> Option<(String, PathBuf, u64)> {
+    let key = objects::index_key(object, &entry.id)?;
+    let sealed = session.dir().join(format!("{}.index.sealed", entry.id));
+    let compression = Compression::from(entry.compression);
+    match increments::seal(index, &sealed, object, compression, encryption) {
+        Ok(size) => Some((key, sealed, size)),
+        Err(e) => {
+            let _ = std::fs::remove_file(&sealed);
+            tracing::warn!(
+                "{}: the index is not stored beside the full ({e:#}): a new machine would \
+                 start with a full",
+                entry.label()
+            );
+            None
+        }
+    }
 }
 
 /// Removes what earlier killed runs' `put`s left (old enough, and named like this job's
@@ -499,6 +578,7 @@ async fn store_copy(
     object: &str,
     artifact: &pipeline::Artifact,
     manifest_json: &[u8],
+    index_beside: Option<(&str, &std::path::Path, u64)>,
     redactor: &Redactor,
     run_dir: &RunDir,
 ) -> DestinationResult {
@@ -559,6 +639,16 @@ async fn store_copy(
     );
     result.ok = true;
     result.object = Some(object.to_string());
+    // After the manifest: the copy is whole without it, and a killed put of it leaves a
+    // leftover the next runs sweep.
+    if let Some((key, path, size)) = index_beside
+        && let Err(e) =
+            confirm::put_confirmed(instance, &label, key, Payload::File(path, size), redactor).await
+    {
+        tracing::warn!(
+            "{label}: the full's index was not stored beside it ({e}): a new machine would start with a full"
+        );
+    }
 
     // Retention, on a listing taken now. A listing that fails means no deletes here.
     let policy = retention::Policy::for_entry(dest);
@@ -623,8 +713,19 @@ async fn store_copy(
     let decision = retention::decide(&policy, copies, now, &safeguards);
     result.retained = Some(decision.keep.len() as u32);
     for copy in &decision.delete {
-        // The manifest first: without it the copy stops counting as complete at once.
-        let deleted = match instance.delete(&copy.manifest).await {
+        // A full's index first (a full without it is still whole), then the manifest:
+        // without it the copy stops counting as complete at once.
+        let index_beside = objects::index_key(&copy.object, source_id)
+            .filter(|key| listing.iter().any(|o| &o.key == key));
+        let deleted = match index_beside {
+            Some(key) => instance.delete(&key).await,
+            None => Ok(()),
+        };
+        let deleted = match deleted {
+            Ok(()) => instance.delete(&copy.manifest).await,
+            Err(e) => Err(e),
+        };
+        let deleted = match deleted {
             Ok(()) => instance.delete(&copy.object).await,
             Err(e) => Err(e),
         };

@@ -33,13 +33,22 @@ fn job(
     )
 }
 
+/// The archives stored under a local destination: its artifacts but the indexes of fulls
+/// stored beside them (`{id}.index.gz.gpg`).
+pub fn archives(dest: &Path) -> Vec<PathBuf> {
+    artifacts(dest)
+        .into_iter()
+        .filter(|a| !file_name(a).contains(".index."))
+        .collect()
+}
+
 /// One run, a second after the last (object names are per second); the run's artifact.
 fn run_once(job: &Path, dest: &Path) -> PathBuf {
-    let before: Vec<PathBuf> = artifacts(dest);
+    let before: Vec<PathBuf> = archives(dest);
     std::thread::sleep(std::time::Duration::from_millis(1100));
     let r = run(backups().arg("run").arg(job));
     assert_eq!(r.code, 0, "{}", r.all());
-    let mut new: Vec<PathBuf> = artifacts(dest)
+    let mut new: Vec<PathBuf> = archives(dest)
         .into_iter()
         .filter(|a| !before.contains(a))
         .collect();
@@ -239,10 +248,28 @@ fn a_missing_full_or_lost_state_makes_a_full_never_an_orphan_increment() {
     let fourth = run_once(&job, &dest);
     assert!(file_name(&fourth).starts_with("files.inc-"));
 
-    // The host's state lost (a new machine): a full.
+    // The host's state lost (a new machine): it continues from the index stored beside
+    // the newest full.
     fs::remove_dir_all(work.path().join("state")).unwrap();
     let fifth = run_once(&job, &dest);
-    assert_eq!(file_name(&fifth), "files.tar.gz.gpg");
+    assert_eq!(
+        file_name(&fifth),
+        file_name(&fourth),
+        "an increment of the third run"
+    );
+
+    // Lost again, and the index beside the newest full replaced by another full's (a
+    // destination serving the wrong one; it decrypts with the same passphrase): caught by
+    // the full it names, so a full, never a wrong delta.
+    let index_of = |full: &Path| full.with_file_name("files.index.gz.gpg");
+    fs::copy(index_of(&first), index_of(&third)).unwrap();
+    fs::remove_dir_all(work.path().join("state")).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("is not the one of"), "{}", r.stderr);
+    let sixth = archives(&dest).pop().unwrap();
+    assert_eq!(file_name(&sixth), "files.tar.gz.gpg");
 
     // A type without incremental archives is refused by name before anything runs.
     let bad = work.path().join("bad");
@@ -288,7 +315,7 @@ fn retention_across_a_full_boundary_keeps_the_full_of_every_kept_increment() {
         "the 5th run is a full"
     );
     // The two newest points are the new full and increment 4, which needs the first full.
-    assert_eq!(artifacts(&dest), {
+    assert_eq!(archives(&dest), {
         let mut kept = vec![runs[0].clone(), runs[3].clone(), runs[4].clone()];
         kept.sort();
         kept
@@ -303,11 +330,22 @@ fn retention_across_a_full_boundary_keeps_the_full_of_every_kept_increment() {
     // the first full with it.
     fs::write(src.join("f6"), "run 6").unwrap();
     let sixth = run_once(&job, &dest);
-    assert_eq!(artifacts(&dest), {
+    assert_eq!(archives(&dest), {
         let mut kept = vec![runs[4].clone(), sixth];
         kept.sort();
         kept
     });
+    // The first full's index went with it; the new full's is there.
+    let indexes: Vec<String> = artifacts(&dest)
+        .iter()
+        .filter(|a| file_name(a).contains(".index."))
+        .map(|a| a.strip_prefix(&dest).unwrap().display().to_string())
+        .collect();
+    let beside = |full: &Path| {
+        let index = full.with_file_name("files.index.gz.gpg");
+        index.strip_prefix(&dest).unwrap().display().to_string()
+    };
+    assert_eq!(indexes, [beside(&runs[4])]);
 }
 
 /// The hostile fixture (tests/fixtures) as an incremental source.

@@ -287,7 +287,7 @@ fn incremental_folder_over_ssh_restores_with_gpg_and_tar_g() {
     fs::write(src.join("added"), b"added").unwrap();
     run_once();
 
-    let stored = artifacts(&dest);
+    let stored = crate::incremental::archives(&dest);
     let name = |p: &std::path::PathBuf| p.file_name().unwrap().to_string_lossy().into_owned();
     let (full, increment) = (&stored[0], &stored[1]);
     assert_eq!(name(full), "remote.tar.gz.gpg");

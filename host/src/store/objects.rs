@@ -63,6 +63,14 @@ fn increment_of(file: &str) -> Option<Timestamp> {
         .map(|z| z.timestamp())
 }
 
+/// Where a full's index is stored beside it: `{id}.index` in place of `{id}.tar`, with the
+/// same codec suffixes (`….index.gz.gpg`: `gpg -d | gunzip` reads it).
+pub fn index_key(full_object: &str, source_id: &str) -> Option<String> {
+    let (folder, file) = full_object.rsplit_once('/')?;
+    let suffixes = file.strip_prefix(source_id)?.strip_prefix(".tar")?;
+    Some(format!("{folder}/{source_id}.index{suffixes}"))
+}
+
 pub fn manifest_key(object: &str) -> String {
     format!("{object}{MANIFEST_SUFFIX}")
 }
@@ -96,6 +104,9 @@ pub struct Manifest {
     /// destination), which must be extracted before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// A full of an incremental source: its index, stored beside it (see `increments`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<String>,
 }
 
 /// The most a manifest may hold (ours are under 2 KiB): a destination that serves a
