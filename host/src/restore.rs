@@ -387,7 +387,11 @@ pub async fn verify(
                     .and_then(|all| c.full_in(&all).cloned()),
                 _ => None,
             };
+            let needs_full = matches!(&copy, Chosen::Ours(c) if c.base.is_some());
             let checked = async {
+                if needs_full && full.is_none() {
+                    bail!("an increment whose full could not be found again");
+                }
                 let mut details = Vec::new();
                 if let Some(full) = full {
                     let detail = check_copy(

@@ -433,3 +433,48 @@ pub fn prometheus(plan: &JobPlan, results: &[Freshness]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FullEvery;
+    use objects::StoredCopy;
+
+    fn copy(at: &str, base: Option<&str>) -> StoredCopy {
+        StoredCopy {
+            object: format!("h/{at}"),
+            manifest: format!("h/{at}.manifest.json"),
+            created: at.parse().unwrap(),
+            size: 1,
+            base: base.map(|b| b.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_newest_full_past_twice_full_every_is_warned_about() {
+        let now: Timestamp = "2026-12-20T00:00:00Z".parse().unwrap();
+        let full = "2026-12-01T00:00:00Z";
+        // Newest first, as `copies_of` gives them: an increment of a 19-day-old full.
+        let copies = [copy("2026-12-19T00:00:00Z", Some(full)), copy(full, None)];
+        let week = FullEvery::Age(Duration::from_secs(7 * 86_400));
+        let warning = old_full(week, &copies, now).expect("19 days > 2 × 7");
+        assert!(warning.contains("h/2026-12-01T00:00:00Z"), "{warning}");
+        let fortnight = FullEvery::Age(Duration::from_secs(14 * 86_400));
+        assert_eq!(old_full(fortnight, &copies, now), None);
+        // By count: one increment on the full is not past twice one run.
+        assert_eq!(old_full(FullEvery::Runs(1), &copies, now), None);
+        assert!(
+            old_full(
+                FullEvery::Runs(1),
+                &[
+                    copies[0].clone(),
+                    copies[0].clone(),
+                    copies[0].clone(),
+                    copies[1].clone()
+                ],
+                now
+            )
+            .is_some()
+        );
+    }
+}

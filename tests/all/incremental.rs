@@ -420,3 +420,24 @@ fn a_full_that_failed_is_retried_as_a_full() {
     // Run 4 is that full again, not an increment of the first full.
     assert_eq!(file_name(&run_once(&job, &dest)), "files.tar.gz.gpg");
 }
+
+#[test]
+fn a_dumpdir_rename_out_of_the_restore_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let victim = work.path().join("victim");
+    fs::create_dir_all(&victim).unwrap();
+    fs::write(victim.join("precious"), b"keep me").unwrap();
+    let job = hostile_job(work.path(), "evil-rename", &victim);
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+
+    let into = work.path().join("restored");
+    let r = run(backups()
+        .args(["restore", "--source", "evil", "--extract"])
+        .arg(&into)
+        .arg(&job));
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(r.stderr.contains("outside"), "{}", r.stderr);
+    assert_eq!(fs::read(victim.join("precious")).unwrap(), b"keep me");
+    assert!(!into.join("stolen").exists());
+}
