@@ -237,6 +237,9 @@ fn a_missing_full_or_lost_state_makes_a_full_never_an_orphan_increment() {
     let first = run_once(&job, &dest);
     let second = run_once(&job, &dest);
     assert!(file_name(&second).starts_with("files.inc-"));
+    // Nothing changed: no member, not even a dumpdir (the full's stand).
+    let size = fs::metadata(&second).unwrap().len();
+    assert!(size < 400, "an increment of nothing is {size} bytes");
 
     // The full vanished from the destination (a lifecycle rule, an operator): its
     // increment is no copy any more, and the next run is a full.

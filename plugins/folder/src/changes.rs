@@ -8,6 +8,10 @@
 //! began: a file written in the same second the base walk read it may have been written
 //! again after, so it is archived again (git's "racily clean" rule; mtimes are seconds).
 //!
+//! Directories are in it too, by their metadata and what they list (`dir_digest`): an
+//! increment writes a dumpdir only for a directory that changed, so a night with no
+//! changes stores an archive of a few hundred bytes, not a listing of the whole tree.
+//!
 //! 16 bytes an entry: a tree of ten million files compares against a 160 MB index in
 //! memory, well under the instance's memory limit. Two different paths with the same
 //! digest *and* the same metadata digest would have to collide in SHA-256's first 64 bits
@@ -74,10 +78,16 @@ impl Base {
 
     /// Whether the entry at `path` is as the base saw it.
     pub fn unchanged(&self, path: &[u8], meta: &EntryMetadata) -> bool {
-        meta.mtime < self.started
+        self.unchanged_digest(path, meta_digest(meta), meta.mtime)
+    }
+
+    /// Whether the base holds `digest` for `path` (a directory's: see [`dir_digest`]),
+    /// last modified at `mtime`.
+    pub fn unchanged_digest(&self, path: &[u8], digest: u64, mtime: i64) -> bool {
+        mtime < self.started
             && self
                 .entries
-                .binary_search(&(path_digest(path), meta_digest(meta)))
+                .binary_search(&(path_digest(path), digest))
                 .is_ok()
     }
 }
@@ -99,8 +109,12 @@ impl<'w> IndexWriter<'w> {
     }
 
     pub fn add(&mut self, path: &[u8], meta: &EntryMetadata) -> io::Result<()> {
+        self.add_digest(path, meta_digest(meta))
+    }
+
+    pub fn add_digest(&mut self, path: &[u8], digest: u64) -> io::Result<()> {
         self.out.write_all(&path_digest(path).to_le_bytes())?;
-        self.out.write_all(&meta_digest(meta).to_le_bytes())
+        self.out.write_all(&digest.to_le_bytes())
     }
 
     pub fn finish(mut self) -> io::Result<()> {
@@ -112,15 +126,33 @@ impl<'w> IndexWriter<'w> {
 /// code (`D` a directory, `Y` archived here, `N` unchanged, archived earlier) then its
 /// name, each NUL-terminated, and an empty one to end. Extracting with `-G`, GNU tar
 /// deletes whatever the directory holds that the list does not name.
-pub fn dumpdir<'n>(entries: impl IntoIterator<Item = (u8, &'n [u8])>) -> Vec<u8> {
+pub fn dumpdir<N: AsRef<[u8]>>(entries: impl IntoIterator<Item = (u8, N)>) -> Vec<u8> {
     let mut body = Vec::new();
     for (code, name) in entries {
         body.push(code);
-        body.extend_from_slice(name);
+        body.extend_from_slice(name.as_ref());
         body.push(0);
     }
     body.push(0);
     body
+}
+
+/// A directory's digest: its own metadata and what it lists (each entry's name, and
+/// whether it is a directory). A directory whose digest is in the base needs no dumpdir in
+/// an increment: its full's dumpdir already says what it holds, and its own changed
+/// entries are archived (and extracted into it) without one.
+pub fn dir_digest<'n>(
+    meta: &EntryMetadata,
+    entries: impl IntoIterator<Item = (bool, &'n [u8])>,
+) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(meta_digest(meta).to_le_bytes());
+    for (is_dir, name) in entries {
+        hash.update([u8::from(is_dir)]);
+        hash.update((name.len() as u64).to_le_bytes());
+        hash.update(name);
+    }
+    first_eight(hash.finalize().as_slice())
 }
 
 fn path_digest(path: &[u8]) -> u64 {

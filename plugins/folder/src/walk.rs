@@ -6,7 +6,7 @@
 //! that cannot be listed loses its children, named as that directory, and a file that
 //! cannot be opened is not given a header.
 
-use crate::changes::{Base, IndexWriter, dumpdir};
+use crate::changes::{Base, IndexWriter, dir_digest, dumpdir};
 use crate::excludes::Excludes;
 use crate::members::{Archive, header_for};
 use crate::reading::{Exactly, ReadAhead};
@@ -180,11 +180,33 @@ impl<'a, W: Write> Walk<'a, W> {
                             listed.push((child, Some(m)));
                         }
                     }
+                    let changes = self.changes.as_mut().expect("checked");
+                    let base_name =
+                        |child: &[u8]| child[path.len() + usize::from(path != b"/")..].to_vec();
+                    let digest = dir_digest(
+                        &meta,
+                        listed.iter().map(|(child, m)| {
+                            let is_dir = m.as_ref().is_some_and(|m| m.kind == EntryKind::Directory);
+                            (is_dir, &child[path.len() + usize::from(path != b"/")..])
+                        }),
+                    );
+                    changes
+                        .index
+                        .add_digest(path, digest)
+                        .map_err(write_error)?;
+                    let unchanged = changes
+                        .base
+                        .as_ref()
+                        .is_some_and(|b| b.unchanged_digest(path, digest, meta.mtime));
+                    if unchanged {
+                        // Its full's dumpdir stands: what it lists is as it was.
+                        self.unchanged += 1;
+                        return Ok(Some(listed));
+                    }
                     let changes = self.changes.as_ref().expect("checked");
                     let body = dumpdir(listed.iter().map(|(child, m)| {
                         let m = m.as_ref().expect("read above");
-                        let base_name = &child[path.len() + usize::from(path != b"/")..];
-                        (changes.code(child, m), base_name)
+                        (changes.code(child, m), base_name(child))
                     }));
                     header.set_entry_type(tar::EntryType::new(b'D'));
                     header.set_size(body.len() as u64);
