@@ -25,26 +25,9 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/backups-target}"
-need=()
-command -v restic >/dev/null || need+=(restic)
-command -v gpg >/dev/null || need+=(gnupg)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
-
-echo "building backups (release)…" >&2
-cargo build --release -q -p backups
-BIN="$CARGO_TARGET_DIR/release/backups"
-
-WORK="${BENCH_DIR:-/var/tmp/backups-bench}"
-CORPUS="$WORK/corpus-$MIB"
-if [ ! -f "$CORPUS/.complete" ]; then
-  echo "generating a ${MIB} MiB corpus in $CORPUS…" >&2
-  rm -rf "$CORPUS"
-  python3 bench/make_corpus.py "$CORPUS" --mib "$MIB"
-  touch "$CORPUS/.complete"
-fi
+# The tools, the release build and the corpus (bench/common.sh).
+source bench/common.sh
+bench_needs restic gnupg
 # A copy both tools back up and that this script changes (the corpus stays pristine).
 TREE="$WORK/incremental-tree"
 rm -rf "$TREE" "$WORK/inc-out" "$WORK/inc-state" "$WORK/inc-tmp" "$WORK/restic-repo"

@@ -36,29 +36,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/backups-target}"
-need=()
-command -v /usr/bin/time >/dev/null || need+=(time)
-command -v gpg >/dev/null || need+=(gnupg)
-command -v restic >/dev/null || need+=(restic)
-command -v zstd >/dev/null || need+=(zstd)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
-
-echo "building backups (release)…" >&2
-cargo build --release -q -p backups
-BIN="$CARGO_TARGET_DIR/release/backups"
+# The tools, the release build and the corpus (bench/common.sh).
+source bench/common.sh
+bench_needs time gnupg restic zstd
 FIXTURE="$CARGO_TARGET_DIR/wasm-plugins/wasm32-wasip2/release/backups_test_fixtures.wasm"
-
-WORK="${BENCH_DIR:-/var/tmp/backups-bench}"
-CORPUS="$WORK/corpus-$MIB"
-if [ ! -f "$CORPUS/.complete" ]; then
-  echo "generating a ${MIB} MiB corpus in $CORPUS…" >&2
-  rm -rf "$CORPUS"
-  python3 bench/make_corpus.py "$CORPUS" --mib "$MIB"
-  touch "$CORPUS/.complete"
-fi
 BYTES=$(du -sb --exclude=.complete "$CORPUS" | cut -f1)
 FILES=$(find "$CORPUS" -type f | wc -l)
 PASS="bench passphrase"
