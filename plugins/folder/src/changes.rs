@@ -76,19 +76,24 @@ impl Base {
         Ok(Base { started, entries })
     }
 
-    /// Whether the entry at `path` is as the base saw it.
-    pub fn unchanged(&self, path: &[u8], meta: &EntryMetadata) -> bool {
-        self.unchanged_digest(path, meta_digest(meta), meta.mtime)
+    /// Whether the entry whose `digests` these are, last modified at `mtime`, is as the
+    /// base saw it.
+    pub fn unchanged_at(&self, digests: Digests, mtime: i64) -> bool {
+        mtime < self.started
+            && self
+                .entries
+                .binary_search(&(digests.path, digests.meta))
+                .is_ok()
     }
 
     /// Whether the base holds `digest` for `path` (a directory's: see [`dir_digest`]),
     /// last modified at `mtime`.
     pub fn unchanged_digest(&self, path: &[u8], digest: u64, mtime: i64) -> bool {
-        mtime < self.started
-            && self
-                .entries
-                .binary_search(&(path_digest(path), digest))
-                .is_ok()
+        let digests = Digests {
+            path: path_digest(path),
+            meta: digest,
+        };
+        self.unchanged_at(digests, mtime)
     }
 }
 
@@ -108,17 +113,36 @@ impl<'w> IndexWriter<'w> {
         Ok(IndexWriter { out })
     }
 
-    pub fn add(&mut self, path: &[u8], meta: &EntryMetadata) -> io::Result<()> {
-        self.add_digest(path, meta_digest(meta))
+    pub fn add_digests(&mut self, digests: Digests) -> io::Result<()> {
+        self.out.write_all(&digests.path.to_le_bytes())?;
+        self.out.write_all(&digests.meta.to_le_bytes())
     }
 
     pub fn add_digest(&mut self, path: &[u8], digest: u64) -> io::Result<()> {
-        self.out.write_all(&path_digest(path).to_le_bytes())?;
-        self.out.write_all(&digest.to_le_bytes())
+        self.add_digests(Digests {
+            path: path_digest(path),
+            meta: digest,
+        })
     }
 
     pub fn finish(mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// An entry's pair of digests, computed once: its path, and what says it changed.
+#[derive(Clone, Copy)]
+pub struct Digests {
+    path: u64,
+    meta: u64,
+}
+
+impl Digests {
+    pub fn of(path: &[u8], meta: &EntryMetadata) -> Digests {
+        Digests {
+            path: path_digest(path),
+            meta: meta_digest(meta),
+        }
     }
 }
 
@@ -239,11 +263,15 @@ mod tests {
         }
     }
 
+    fn unchanged(base: &Base, path: &[u8], meta: &EntryMetadata) -> bool {
+        base.unchanged_at(Digests::of(path, meta), meta.mtime)
+    }
+
     fn index(root: &[u8], started: i64, entries: &[(&[u8], EntryMetadata)]) -> Vec<u8> {
         let mut bytes = Vec::new();
         let mut writer = IndexWriter::start(&mut bytes, root, started).unwrap();
         for (path, m) in entries {
-            writer.add(path, m).unwrap();
+            writer.add_digests(Digests::of(path, m)).unwrap();
         }
         writer.finish().unwrap();
         bytes
@@ -253,17 +281,17 @@ mod tests {
     fn an_entry_is_unchanged_only_as_the_base_saw_it_and_written_before_its_walk() {
         let bytes = index(b"/srv", 1000, &[(b"/srv/a", meta(900, 7))]);
         let base = Base::read(&bytes[..], b"/srv").unwrap();
-        assert!(base.unchanged(b"/srv/a", &meta(900, 7)));
-        assert!(!base.unchanged(b"/srv/b", &meta(900, 7)), "a new name");
-        assert!(!base.unchanged(b"/srv/a", &meta(901, 7)), "a new mtime");
+        assert!(unchanged(&base, b"/srv/a", &meta(900, 7)));
+        assert!(!unchanged(&base, b"/srv/b", &meta(900, 7)), "a new name");
+        assert!(!unchanged(&base, b"/srv/a", &meta(901, 7)), "a new mtime");
         assert!(
-            !base.unchanged(b"/srv/a", &meta(900, 8)),
+            !unchanged(&base, b"/srv/a", &meta(900, 8)),
             "replaced by a rename"
         );
         // Written in the second the base walk began: maybe after it was read.
         let racy = index(b"/srv", 1000, &[(b"/srv/a", meta(1000, 7))]);
         let base = Base::read(&racy[..], b"/srv").unwrap();
-        assert!(!base.unchanged(b"/srv/a", &meta(1000, 7)));
+        assert!(!unchanged(&base, b"/srv/a", &meta(1000, 7)));
     }
 
     #[test]

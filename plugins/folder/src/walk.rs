@@ -6,7 +6,7 @@
 //! that cannot be listed loses its children, named as that directory, and a file that
 //! cannot be opened is not given a header.
 
-use crate::changes::{Base, IndexWriter, dir_digest, dumpdir};
+use crate::changes::{Base, Digests, IndexWriter, dir_digest, dumpdir};
 use crate::excludes::Excludes;
 use crate::members::{Archive, header_for};
 use crate::reading::{Exactly, ReadAhead};
@@ -50,15 +50,24 @@ pub struct Changes<'a> {
 }
 
 impl Changes<'_> {
-    /// The dumpdir code of an entry of a directory.
-    fn code(&self, path: &[u8], meta: &EntryMetadata) -> u8 {
-        match (meta.kind, &self.base) {
-            (EntryKind::Directory, _) => b'D',
-            (_, Some(base)) if base.unchanged(path, meta) => b'N',
-            _ => b'Y',
+    /// The dumpdir code of an entry (`D`, `N` unchanged, `Y` to archive), once per entry:
+    /// an entry that is not a directory also goes into this run's index here.
+    fn judge(&mut self, path: &[u8], meta: &EntryMetadata) -> io::Result<u8> {
+        if meta.kind == EntryKind::Directory {
+            return Ok(b'D');
         }
+        let digests = Digests::of(path, meta);
+        self.index.add_digests(digests)?;
+        Ok(match &self.base {
+            Some(base) if base.unchanged_at(digests, meta.mtime) => b'N',
+            _ => b'Y',
+        })
     }
 }
+
+/// A child of a directory waiting to be walked: its metadata once read, and in an
+/// incremental walk its code, once judged.
+type Pending = (Vec<u8>, Option<EntryMetadata>, Option<u8>);
 
 impl<'a, W: Write> Walk<'a, W> {
     pub fn new(out: W, root: &[u8], excludes: &'a Excludes) -> Self {
@@ -101,9 +110,9 @@ impl<'a, W: Write> Walk<'a, W> {
 
     /// Archives `root` and everything below it, parents before children, siblings sorted.
     pub fn run(&mut self, root: &[u8]) -> Result<()> {
-        let mut pending = vec![(root.to_vec(), None)];
-        while let Some((path, known)) = pending.pop() {
-            if let Some(children) = self.entry(&path, known)? {
+        let mut pending: Vec<Pending> = vec![(root.to_vec(), None, None)];
+        while let Some((path, known, judged)) = pending.pop() {
+            if let Some(children) = self.entry(&path, known, judged)? {
                 pending.extend(children.into_iter().rev());
             }
         }
@@ -128,25 +137,27 @@ impl<'a, W: Write> Walk<'a, W> {
         }
     }
 
-    /// Archives one entry (its metadata already read when `known`); for a directory,
-    /// returns its children not excluded, with their metadata when it was read.
-    #[allow(clippy::type_complexity)]
+    /// Archives one entry (its metadata already read when `known`, its code judged when
+    /// `judged`); for a directory, returns its children not excluded.
     fn entry(
         &mut self,
         path: &[u8],
         known: Option<EntryMetadata>,
-    ) -> Result<Option<Vec<(Vec<u8>, Option<EntryMetadata>)>>> {
+        judged: Option<u8>,
+    ) -> Result<Option<Vec<Pending>>> {
         let Some(meta) = known.or_else(|| self.lstat(path)) else {
             return Ok(None);
         };
         let name = member_name(path);
         let mut header = header_for(&meta);
         header.set_size(0);
-        if meta.kind != EntryKind::Directory
-            && let Some(changes) = &mut self.changes
-        {
-            changes.index.add(path, &meta).map_err(write_error)?;
-            if changes.code(path, &meta) == b'N' {
+        if let Some(changes) = &mut self.changes {
+            let code = match judged {
+                Some(code) => code,
+                // The root: no parent's dumpdir judged it.
+                None => changes.judge(path, &meta).map_err(write_error)?,
+            };
+            if code == b'N' {
                 self.unchanged += 1;
                 return Ok(None);
             }
@@ -170,25 +181,28 @@ impl<'a, W: Write> Walk<'a, W> {
                     .map(|c| files::join(path, c))
                     .filter(|c| !self.excluded(c))
                     .collect();
-                let children: Vec<(Vec<u8>, Option<EntryMetadata>)> = if self.changes.is_some() {
-                    // A dumpdir lists every entry with its code, so each is looked at
-                    // before the directory's member is written; what cannot be looked at
-                    // is left out of the list (and noted).
+                let children: Vec<Pending> = if self.changes.is_some() {
+                    // A dumpdir lists every entry with its code, so each is looked at and
+                    // judged before the directory's member is written; what cannot be
+                    // looked at is left out of the list (and noted).
                     let mut listed = Vec::new();
                     for child in children {
                         if let Some(m) = self.lstat(&child) {
-                            listed.push((child, Some(m)));
+                            listed.push((child, m));
                         }
                     }
                     let changes = self.changes.as_mut().expect("checked");
-                    let base_name =
-                        |child: &[u8]| child[path.len() + usize::from(path != b"/")..].to_vec();
+                    let skip = path.len() + usize::from(path != b"/");
+                    let mut judged = Vec::with_capacity(listed.len());
+                    for (child, m) in listed {
+                        let code = changes.judge(&child, &m).map_err(write_error)?;
+                        judged.push((child, Some(m), Some(code)));
+                    }
                     let digest = dir_digest(
                         &meta,
-                        listed.iter().map(|(child, m)| {
-                            let is_dir = m.as_ref().is_some_and(|m| m.kind == EntryKind::Directory);
-                            (is_dir, &child[path.len() + usize::from(path != b"/")..])
-                        }),
+                        judged
+                            .iter()
+                            .map(|(child, _, code)| (*code == Some(b'D'), &child[skip..])),
                     );
                     changes
                         .index
@@ -201,25 +215,25 @@ impl<'a, W: Write> Walk<'a, W> {
                     if unchanged {
                         // Its full's dumpdir stands: what it lists is as it was.
                         self.unchanged += 1;
-                        return Ok(Some(listed));
+                        return Ok(Some(judged));
                     }
-                    let changes = self.changes.as_ref().expect("checked");
-                    let body = dumpdir(listed.iter().map(|(child, m)| {
-                        let m = m.as_ref().expect("read above");
-                        (changes.code(child, m), base_name(child))
-                    }));
+                    let body = dumpdir(
+                        judged
+                            .iter()
+                            .map(|(child, _, code)| (code.expect("judged"), &child[skip..])),
+                    );
                     header.set_entry_type(tar::EntryType::new(b'D'));
                     header.set_size(body.len() as u64);
                     self.archive
                         .append(&mut header, &dir_name, None, &body[..])
                         .map_err(write_error)?;
-                    listed
+                    judged
                 } else {
                     header.set_entry_type(tar::EntryType::Directory);
                     self.archive
                         .append(&mut header, &dir_name, None, io::empty())
                         .map_err(write_error)?;
-                    children.into_iter().map(|c| (c, None)).collect()
+                    children.into_iter().map(|c| (c, None, None)).collect()
                 };
                 self.members += 1;
                 return Ok(Some(children));
