@@ -10,7 +10,7 @@ use crate::config::{Limits, Role};
 use crate::grants::{GrantSpec, Grants};
 use crate::plan::EntryError;
 use crate::redact::Redactor;
-use crate::runtime::bindings::{About, ErrorKind};
+use crate::runtime::bindings::About;
 use crate::runtime::{CallError, Instance, LoadedPlugin, Origin, Runtime, sink};
 use crate::session::{Failed, Session, Start};
 use anyhow::{Context as _, Result};
@@ -369,16 +369,12 @@ impl Kit<'_> {
         let missing = &objects[0].key;
         match dest.delete(missing).await {
             Ok(()) => self.record("delete missing", true, "ok, as the contract says"),
-            Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
-                self.record("delete missing", true, "typed not-found")
-            }
+            Err(e) if e.is_not_found() => self.record("delete missing", true, "typed not-found"),
             Err(e) => self.record("delete missing", false, format!("must be ok: {e}")),
         }
         let back = self.session.dir().join("missing");
         match dest.get_to_file(missing, &back, 1 << 20).await {
-            Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {
-                self.record("get missing", true, "typed not-found")
-            }
+            Err(e) if e.is_not_found() => self.record("get missing", true, "typed not-found"),
             Ok(()) => self.record("get missing", false, "succeeded for a deleted object"),
             Err(e) => self.record(
                 "get missing",
@@ -435,7 +431,7 @@ impl Kit<'_> {
 
         const REMOVE: &str = "remove-leftover spares stored objects";
         let object = &objects[0];
-        let bogus = crate::runtime::bindings::Leftover {
+        let bogus = crate::runtime::Leftover {
             key: object.key.clone(),
             id: object.key.clone(),
             size: object.size,

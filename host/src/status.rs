@@ -114,7 +114,7 @@ fn old_full(
 fn audit_rules(
     plan: &JobPlan,
     dest_id: &str,
-    rules: &[crate::runtime::bindings::destination::exports::backups::plugin::storage::DeletionRule],
+    rules: &[crate::runtime::DeletionRule],
     report: &mut StatusReport,
 ) {
     let ours = format!("{}/", plan.job.hostname);

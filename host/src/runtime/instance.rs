@@ -3,12 +3,11 @@
 //! a trap or a timeout poisons the instance.
 
 use super::backstop::Backstop;
-use super::bindings::{
-    self, About, Context, DumpInfo, IncrementalInfo, ObjectInfo, PluginError, WitGrants,
-};
+use super::bindings::{self, About, Context, DumpInfo, IncrementalInfo, PluginError, WitGrants};
 use super::sink::{self, ArtifactSink};
 use super::state::PluginState;
 use super::stdio;
+use super::storage::{CleanupRule, DeletionRule, Leftover, ObjectInfo};
 use crate::grants::GrantSpec;
 use std::path::Path;
 use std::time::Duration;
@@ -47,6 +46,11 @@ impl CallError {
     /// Worth trying again (the host retries only these).
     pub fn is_transient(&self) -> bool {
         matches!(self, CallError::Plugin(e) if e.kind == bindings::ErrorKind::Transient)
+    }
+
+    /// The plugin said the object (or path, or database) does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CallError::Plugin(e) if e.kind == bindings::ErrorKind::NotFound)
     }
 }
 
@@ -523,16 +527,13 @@ impl Instance {
     }
 
     pub async fn list(&mut self, prefix: &str) -> Result<Vec<ObjectInfo>, CallError> {
-        storage_call!(self, &format!("list {prefix}"), call_list(prefix))
+        let listed = storage_call!(self, &format!("list {prefix}"), call_list(prefix))?;
+        Ok(listed.into_iter().map(ObjectInfo::from).collect())
     }
 
-    pub async fn deletion_rules(
-        &mut self,
-    ) -> Result<
-        Vec<bindings::destination::exports::backups::plugin::storage::DeletionRule>,
-        CallError,
-    > {
-        storage_call!(self, "deletion-rules", call_deletion_rules())
+    pub async fn deletion_rules(&mut self) -> Result<Vec<DeletionRule>, CallError> {
+        let rules = storage_call!(self, "deletion-rules", call_deletion_rules())?;
+        Ok(rules.into_iter().map(DeletionRule::from).collect())
     }
 
     /// Whether this destination can report the leftovers of killed `put`s (contract 0.1.2).
@@ -545,25 +546,22 @@ impl Instance {
     pub async fn list_leftovers(
         &mut self,
         prefix: &str,
-    ) -> Result<Option<Vec<bindings::Leftover>>, CallError> {
+    ) -> Result<Option<Vec<Leftover>>, CallError> {
         if self.destination()?.leftovers.is_none() {
             return Ok(None);
         }
         let limit = self.call_limit;
-        leftovers_call!(
+        let listed = leftovers_call!(
             self,
             &format!("list-leftovers {prefix}"),
             limit,
             call_list_leftovers(prefix)
-        )
-        .map(Some)
+        )?;
+        Ok(Some(listed.into_iter().map(Leftover::from).collect()))
     }
 
     /// Destinations: removes one leftover `list_leftovers` returned.
-    pub async fn remove_leftover(
-        &mut self,
-        leftover: &bindings::Leftover,
-    ) -> Result<(), CallError> {
+    pub async fn remove_leftover(&mut self, leftover: &Leftover) -> Result<(), CallError> {
         if self.destination()?.leftovers.is_none() {
             return Err(CallError::Host(
                 "this destination's contract (before 0.1.2) has no leftovers".into(),
@@ -571,16 +569,18 @@ impl Instance {
         }
         let limit = self.call_limit;
         let what = format!("remove-leftover {}", leftover.id);
-        leftovers_call!(self, &what, limit, call_remove_leftover(leftover))
+        let leftover = bindings::Leftover::from(leftover);
+        leftovers_call!(self, &what, limit, call_remove_leftover(&leftover))
     }
 
     /// Destinations: whether the backend removes leftovers by itself; `Ok(None)` before 0.1.2.
-    pub async fn self_cleaning(&mut self) -> Result<Option<bindings::CleanupRule>, CallError> {
+    pub async fn self_cleaning(&mut self) -> Result<Option<CleanupRule>, CallError> {
         if self.destination()?.leftovers.is_none() {
             return Ok(None);
         }
         let limit = self.call_limit.min(DESCRIBE_CAP);
-        leftovers_call!(self, "self-cleaning", limit, call_self_cleaning()).map(Some)
+        let rule = leftovers_call!(self, "self-cleaning", limit, call_self_cleaning())?;
+        Ok(Some(CleanupRule::from(rule)))
     }
 
     pub async fn delete(&mut self, key: &str) -> Result<(), CallError> {

@@ -28,6 +28,7 @@ mod policy;
 pub mod sink;
 mod state;
 mod stdio;
+mod storage;
 mod tls;
 pub mod users;
 pub mod world;
@@ -36,6 +37,7 @@ pub use fs_guard::protect_host_dir;
 pub use instance::{CallError, Instance};
 pub use loader::{LoadedPlugin, Origin};
 pub use net::is_internal;
+pub use storage::{CleanupRule, DeletionRule, Leftover, ObjectInfo};
 
 use crate::config::{Entry, Limits, PluginSource, Role};
 use crate::grants::Grants;

@@ -21,8 +21,8 @@
 use crate::redact::Redactor;
 use crate::report::LeftoverSweep as Sweep;
 use crate::run_dir::RunDir;
-use crate::runtime::bindings::{CleanupRule, ErrorKind, Leftover};
-use crate::runtime::{CallError, Instance};
+use crate::runtime::Instance;
+use crate::runtime::{CleanupRule, Leftover};
 use crate::store::objects;
 use crate::text::for_terminal;
 use jiff::Timestamp;
@@ -161,7 +161,7 @@ async fn remove_unvouched(
     match instance.get_bytes(&manifest, scratch, MANIFEST_MOST).await {
         // Vouched for: a copy, retention's to judge.
         Ok(_) => return Ok(()),
-        Err(CallError::Plugin(e)) if e.kind == ErrorKind::NotFound => {}
+        Err(e) if e.is_not_found() => {}
         Err(e) => return Err(format!("reading {}: {e}", for_terminal(&manifest, 300))),
     }
     let size = match instance.list(object).await {

@@ -13,7 +13,7 @@
 //! at the same destination restores nothing, and is not a copy there.
 
 use crate::codec::{Compression, Encryption};
-use crate::runtime::bindings::ObjectInfo;
+use crate::runtime::ObjectInfo;
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
