@@ -308,6 +308,186 @@ fn a_mysql_defaults_file_is_used_and_counts_as_a_secret_file() {
     );
 }
 
+/// A PostgreSQL cluster of the test's own that asks for passwords (SCRAM), on a free
+/// port of 127.0.0.1: the machine's server trusts every local connection, so it cannot
+/// tell whether pg_dump found a password at all. Runs as the `postgres` user (initdb
+/// refuses root) and is killed by the pid we hold when dropped.
+struct PasswordPostgres {
+    _dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl PasswordPostgres {
+    const SUPERUSER: &str = "owner";
+    const PASSWORD: &str = "pgpass-secret-7";
+
+    fn start() -> PasswordPostgres {
+        use std::os::unix::process::CommandExt;
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL's server binaries (/usr/lib/postgresql); .ci/run installs them")
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .find(|b| b.join("initdb").exists())
+            .expect("initdb under /usr/lib/postgresql/*/bin");
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "postgres"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("a postgres user")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+        let pwfile = dir.path().join("pw");
+        fs::write(&pwfile, Self::PASSWORD).unwrap();
+        std::os::unix::fs::chown(&pwfile, Some(uid), Some(gid)).unwrap();
+        let data = dir.path().join("data");
+        let out = Command::new(bin.join("initdb"))
+            .args([
+                "--auth=scram-sha-256",
+                "--username",
+                Self::SUPERUSER,
+                "--pwfile",
+            ])
+            .arg(&pwfile)
+            .arg("-D")
+            .arg(&data)
+            .uid(uid)
+            .gid(gid)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let server = start_server(
+            Command::new(bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .uid(uid)
+                .gid(gid),
+            port,
+            "a private PostgreSQL cluster",
+        );
+        PasswordPostgres { _dir: dir, server }
+    }
+
+    fn psql(&self, db: &str, input: &str) -> String {
+        let port = self.server.port.to_string();
+        let mut cmd = Command::new("psql");
+        cmd.env("PGPASSWORD", Self::PASSWORD);
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-U",
+            Self::SUPERUSER,
+            "-d",
+            db,
+        ];
+        let out = cmd
+            .args(args)
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", input])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The legacy `defaults` of pgsql: a pgpass file pg_dump reads when the job gives no
+/// `dbpass`, against a server that really asks for the password; like mysql's, a secret
+/// file that no other plugin's grant may reach.
+#[test]
+fn a_pgsql_defaults_file_is_used_and_counts_as_a_secret_file() {
+    let pg = PasswordPostgres::start();
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('from-pgpass');",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let creds = w.join("creds");
+    fs::create_dir_all(&creds).unwrap();
+    let pgpass = creds.join("pgpass");
+    fs::write(
+        &pgpass,
+        format!(
+            "127.0.0.1:{}:*:{}:{}\n",
+            pg.server.port,
+            PasswordPostgres::SUPERUSER,
+            PasswordPostgres::PASSWORD
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&pgpass, fs::Permissions::from_mode(0o600)).unwrap();
+    let source = |defaults: &std::path::Path| {
+        json!({"id": "db", "type": "pgsql", "dbhost": "127.0.0.1", "dbport": pg.server.port,
+               "dbname": "shop", "dbuser": PasswordPostgres::SUPERUSER,
+               "defaults": defaults, "passphrase": "pw-pw-pw"})
+    };
+
+    // With a wrong password in the file the server refuses and the source fails: the
+    // file is what lets the good run in.
+    let wrong = creds.join("wrong");
+    fs::write(
+        &wrong,
+        format!("127.0.0.1:{}:*:owner:not-it\n", pg.server.port),
+    )
+    .unwrap();
+    fs::set_permissions(&wrong, fs::Permissions::from_mode(0o600)).unwrap();
+    let job = job_to_local_disk(w, vec![source(&wrong)]);
+    let r = run(backups().arg("run").arg(&job));
+    assert_ne!(r.code, 0, "{}", r.all());
+    assert!(
+        r.all().contains("password authentication failed"),
+        "{}",
+        r.all()
+    );
+    assert!(artifacts(&w.join("dest")).is_empty());
+
+    let job = job_to_local_disk(w, vec![source(&pgpass)]);
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(!r.all().contains(PasswordPostgres::PASSWORD), "{}", r.all());
+    let dump = String::from_utf8(gunzip(&decrypt_artifact(
+        &w.join("dest"),
+        "db",
+        "sql",
+        "pw-pw-pw",
+    )))
+    .unwrap();
+    assert!(dump.contains("from-pgpass"), "{dump}");
+
+    // A secret file: a third-party plugin's grant over it needs allow_risky_grants.
+    let snoop = json!({"id": "snoop", "type": "hostile", "mode": "good",
+                       "plugin": fixture("backups_test_fixtures.wasm"),
+                       "passphrase": "pw-pw-pw", "grants": {"read": [creds]}});
+    let job = job_to_local_disk(w, vec![source(&pgpass), snoop]);
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 2, "{}", r.all());
+    assert!(
+        r.stderr.contains("holds this job's secrets"),
+        "{}",
+        r.stderr
+    );
+}
+
 /// Copies the legacy tool stored (its code's layout `{id}/{YYYYmmddHHMMSS}/{file}` in local
 /// time, its README's `{hostname}/{yyyy-mm-dd}/{id}.tar.gpg`) count for `status` on the
 /// first night after migrating, show in `list`, and are never deleted by retention.

@@ -13,11 +13,17 @@
 //! | `dbport` | server port (default 5432) |
 //! | `dbname` | the database |
 //! | `dbuser`, `dbpass` | credentials (`dbpass` is a secret: redacted everywhere) |
+//! | `defaults` | a pgpass file (`host:port:database:user:password` lines) that pg_dump reads when there is no `dbpass` |
 //! | `format` | `"plain"` (default: SQL, restore with `psql`) or `"custom"` (restore with `pg_restore`) |
 //! | `options` | extra pg_dump flags as one string, split on spaces |
 //!
 //! The password goes into a private pgpass file (mode 0600, in the host's tmpdir, removed
 //! afterwards) named by `PGPASSFILE`: never on the command line or in the environment.
+//! A job that keeps its credentials in a file of its own names it as `defaults` (the key
+//! the legacy tool accepted beside mysql's): pg_dump reads it where it is, the plugin never
+//! does, and the host counts it as a secret file, so no other plugin's grant may reach it.
+//! `dbpass` wins when both are given, as it did in the legacy tool, which ignored
+//! `defaults`. libpq skips a pgpass file that group or others can read: keep it 0600.
 //! pg_dump never prompts (`--no-password`) and gives up on an unreachable server after
 //! `PGCONNECT_TIMEOUT` seconds. Its output is spliced by the host straight into the
 //! compression and encryption pipeline; unless it exits 0 the source fails and nothing is
@@ -40,6 +46,7 @@ pub struct Config {
     dbname: Option<String>,
     dbuser: Option<String>,
     dbpass: Option<String>,
+    defaults: Option<String>,
     #[serde(default)]
     format: Format,
     #[serde(default)]
@@ -61,7 +68,7 @@ impl Plugin for PgSql {
         About::new("pgsql", "a PostgreSQL database, dumped with pg_dump")
             .version(env!("CARGO_PKG_VERSION"))
             .keys(&[
-                "dbhost", "dbport", "dbname", "dbuser", "dbpass", "format", "options",
+                "dbhost", "dbport", "dbname", "dbuser", "dbpass", "defaults", "format", "options",
             ])
             .secrets(&["dbpass"])
     }
@@ -101,6 +108,7 @@ impl Plugin for PgSql {
                 dbname,
                 user: config.dbuser,
                 password: config.dbpass,
+                passfile: config.defaults.filter(|f| !f.is_empty()),
                 format: config.format,
                 extra,
             },

@@ -582,6 +582,7 @@ impl Rds {
                 dbname: self.databases[0].clone(),
                 user: self.dbuser.clone(),
                 password: self.dbpass.clone(),
+                passfile: None,
                 format: Format::Plain,
                 extra: Vec::new(),
             }

@@ -39,6 +39,9 @@ pub struct PgDump {
     pub dbname: String,
     pub user: Option<String>,
     pub password: Option<String>,
+    /// A pgpass file of the operator's (the legacy `defaults` key), read by pg_dump itself
+    /// when there is no `password`.
+    pub passfile: Option<String>,
     pub format: Format,
     /// Extra flags, already checked by the caller.
     pub extra: Vec<String>,
@@ -51,7 +54,7 @@ fn pgpass_field(v: &str) -> String {
 
 impl PgDump {
     /// The pg_dump command. Writes the pgpass file (through the host) when there is a
-    /// password.
+    /// password; names the operator's own when there is none and `passfile` is set.
     pub fn command(&self) -> Result<Command> {
         let mut cmd = Command::new(PG_DUMP)
             .args([
@@ -74,6 +77,8 @@ impl PgDump {
                 pgpass_field(pass)
             );
             cmd = cmd.env("PGPASSFILE", process::private_file("pgpass", &line)?);
+        } else if let Some(file) = &self.passfile {
+            cmd = cmd.env("PGPASSFILE", file);
         }
         if self.format == Format::Custom {
             cmd = cmd.arg("--format=custom");
