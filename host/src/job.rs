@@ -13,7 +13,7 @@
 
 use crate::codec::Compression;
 use crate::codec::openpgp::Plan as CryptoPlan;
-use crate::config::Entry;
+use crate::config::{Entry, LegacyCopies};
 use crate::increments::{self, Chain, Level};
 use crate::notify;
 use crate::pipeline;
@@ -21,7 +21,7 @@ use crate::plan::{JobPlan, Planned};
 use crate::redact::Redactor;
 use crate::report::{DestinationResult, NotifierResult, RunReport, SourceResult};
 use crate::run_dir::RunDir;
-use crate::runtime::{Instance, Runtime, sink};
+use crate::runtime::{CallError, Instance, ObjectInfo, Runtime, sink};
 use crate::session::Session;
 use crate::store::confirm::{self, Payload};
 use crate::store::leftovers;
@@ -662,6 +662,25 @@ async fn store_copy(
         }
     };
     let copies = objects::copies_of(hostname, source_id, &listing);
+    // The legacy tool's copies, when this destination manages them: retention points of
+    // their own, on the same policy. A listing of them that fails means no deletes here.
+    let legacy = match dest.legacy_copies {
+        LegacyCopies::Read => objects::LegacyPoints::default(),
+        LegacyCopies::Manage => {
+            match legacy_points(instance, hostname, source_id, &listing).await {
+                Ok(points) => points,
+                Err(e) => {
+                    let e = redactor.redact(&e.to_string());
+                    tracing::warn!(
+                        "{label}: listing the legacy tool's copies failed, so nothing is deleted: {e}"
+                    );
+                    result.retention_error =
+                        Some(format!("listing the legacy tool's copies failed: {e}"));
+                    return result;
+                }
+            }
+        }
+    };
     if !copies.iter().any(|c| c.object == object) {
         // Our own new copy is not listed: the listing cannot be trusted for deletes.
         result.retention_error = Some(format!("the new copy {object} is missing from the listing"));
@@ -669,7 +688,9 @@ async fn store_copy(
         return result;
     }
     let now = crate::schedule::now();
-    let (copies, future) = retention::split_future(copies, now);
+    let (copies, mut future) = retention::split_future(copies, now);
+    let (legacy_copies, legacy_future) = retention::split_future(legacy.copies, now);
+    future.extend(legacy_future);
     if !future.is_empty() {
         let shown: Vec<String> = future
             .iter()
@@ -697,7 +718,7 @@ async fn store_copy(
         )
         .await
     };
-    let Some(confirmed) = confirmed else {
+    let Some(mut confirmed) = confirmed else {
         result.retention_error = Some(format!(
             "nothing deleted: fewer than {} of the newest listed copies have a manifest \
              that matches the listing (min_copies counts only copies the host can confirm)",
@@ -706,13 +727,36 @@ async fn store_copy(
         result.retained = Some(copies.len() as u32);
         return result;
     };
+    // The legacy tool's copies have no manifest to confirm, yet they are good copies as far
+    // as anyone knows: they help fill the floor, so that the first nights after migrating
+    // never leave fewer than `min_copies` copies of either tool.
+    confirmed.extend(legacy_copies.iter().map(|c| c.object.clone()));
     let safeguards = retention::Safeguards {
         current: object,
         confirmed: &confirmed,
     };
+    let copies = copies.into_iter().chain(legacy_copies).collect();
     let decision = retention::decide(&policy, copies, now, &safeguards);
     result.retained = Some(decision.keep.len() as u32);
     for copy in &decision.delete {
+        if let Some(parts) = legacy.parts.get(&copy.object) {
+            match delete_all(instance, parts).await {
+                Ok(()) => {
+                    tracing::info!(
+                        "{label}: retention deleted the legacy tool's copy {}",
+                        copy.object
+                    );
+                    result.deleted.extend(parts.iter().cloned());
+                    continue;
+                }
+                Err(e) => {
+                    let e = redactor.redact(&e.to_string());
+                    tracing::warn!("{label}: retention could not delete {}: {e}", copy.object);
+                    result.retention_error = Some(format!("deleting {}: {e}", copy.object));
+                    break;
+                }
+            }
+        }
         // A full's index first (a full without it is still whole), then the manifest:
         // without it the copy stops counting as complete at once.
         let index_beside = objects::index_key(&copy.object, source_id)
@@ -743,6 +787,30 @@ async fn store_copy(
         }
     }
     result
+}
+
+/// The legacy tool's copies of `source_id` at a destination, as retention points: its
+/// layout under `{hostname}/` is in `by_host` already, the one under `{id}/` is listed here.
+async fn legacy_points(
+    instance: &mut Instance,
+    hostname: &str,
+    source_id: &str,
+    by_host: &[ObjectInfo],
+) -> Result<objects::LegacyPoints, CallError> {
+    let [by_id, _] = objects::legacy_prefixes(hostname, source_id);
+    let mut seen = instance.list(&by_id).await?;
+    seen.extend(by_host.iter().cloned());
+    Ok(objects::legacy_points(&objects::legacy_copies_of(
+        hostname, source_id, &seen,
+    )))
+}
+
+/// Deletes every object of a legacy point, stopping at the first failure.
+async fn delete_all(instance: &mut Instance, keys: &[String]) -> Result<(), CallError> {
+    for key in keys {
+        instance.delete(key).await?;
+    }
+    Ok(())
 }
 
 async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {

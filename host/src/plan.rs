@@ -360,6 +360,10 @@ impl JobPlan {
                     Role::Destination => {
                         let policy = retention::Policy::for_entry(e);
                         out += &format!("    retention: {}\n", policy.in_words());
+                        if e.legacy_copies == crate::config::LegacyCopies::Manage {
+                            out += "    the legacy tool's copies: counted and deleted under \
+                                    this retention (legacy_copies: manage)\n";
+                        }
                     }
                     Role::Notifier => {
                         out += &format!(

@@ -620,3 +620,97 @@ fn the_legacy_tools_newest_copy_verifies_and_restores_until_there_is_one_of_ours
         r.stdout
     );
 }
+
+/// `"legacy_copies": "manage"`: the legacy tool's copies count as copies under the
+/// destination's own retention and age out with it, the objects of one of its runs
+/// together; they help fill the `min_copies` floor, so a strict age rule on the first night
+/// after migrating never leaves fewer copies than the floor. Objects that are not its
+/// copies of this source stay.
+#[test]
+fn managed_legacy_copies_age_out_under_the_same_policy_and_fill_the_floor() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("a.txt"), "data").unwrap();
+    let days_ago = |d: i64| {
+        jiff::Zoned::now()
+            .checked_sub(jiff::SignedDuration::from_hours(24 * d))
+            .unwrap()
+    };
+    let by_code =
+        |d: i64, file: &str| format!("files/{}/{file}", days_ago(d).strftime("%Y%m%d%H%M%S"));
+    let legacy = [
+        by_code(1, "files.tar.gpg"),
+        by_code(2, "files.tar.gpg"),
+        by_code(2, "files-2.tar.gpg"), // the same run's second file
+        by_code(3, "files.tar.gpg"),
+        format!("h/{}/files.tar.gpg", days_ago(4).strftime("%Y-%m-%d")),
+    ];
+    let foreign = [
+        "files/notes.txt".to_string(),
+        format!("h/{}/db.sql.gpg", days_ago(4).strftime("%Y-%m-%d")),
+        "elsewhere/20200101000000/files.tar.gpg".to_string(),
+    ];
+    let (by_count, by_age) = (w.join("by-count"), w.join("by-age"));
+    for dest in [&by_count, &by_age] {
+        for key in legacy.iter().chain(&foreign) {
+            fs::create_dir_all(dest.join(key).parent().unwrap()).unwrap();
+            fs::write(dest.join(key), b"a legacy copy").unwrap();
+        }
+    }
+    let job = write_job(
+        w,
+        &json!({"hostname": "h", "tmpdir": w.join("tmp"),
+                "sources": [{"id": "files", "type": "folder", "path": src, "passphrase": "pw-pw-pw"}],
+                "destinations": [
+                    {"id": "by-count", "type": "local", "path": by_count,
+                     "retention_copies": 3, "min_copies": 1, "legacy_copies": "manage"},
+                    {"id": "by-age", "type": "local", "path": by_age,
+                     "retention_days": 1, "min_copies": 3, "legacy_copies": "manage"}]}),
+    );
+    let r = run(backups().arg("check").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert!(r.stdout.contains("legacy_copies: manage"), "{}", r.stdout);
+    let present = |dest: &std::path::Path| -> Vec<bool> {
+        legacy.iter().map(|k| dest.join(k).exists()).collect()
+    };
+
+    // The first night: ours and the two newest legacy runs make the newest three.
+    let r = run(backups().arg("run").arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(present(&by_count), [true, true, true, false, false]);
+    // At most a day old is only ours; the floor of three keeps the two newest legacy runs.
+    assert_eq!(present(&by_age), [true, true, true, false, false]);
+
+    // Nights of ours push the legacy copies out, one run (both its files) at a time.
+    let r = run(backups()
+        .env("BACKUPS_NOW", days_from_now(1))
+        .arg("run")
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(present(&by_count), [true, false, false, false, false]);
+    assert_eq!(present(&by_age), [true, false, false, false, false]);
+    let r = run(backups()
+        .env("BACKUPS_NOW", days_from_now(2))
+        .arg("run")
+        .arg(&job));
+    assert_eq!(r.code, 0, "{}", r.all());
+    assert_eq!(present(&by_count), [false; 5]);
+    assert_eq!(present(&by_age), [false; 5]);
+
+    for dest in [&by_count, &by_age] {
+        for key in &foreign {
+            assert!(
+                dest.join(key).exists(),
+                "{key} was not the legacy tool's copy of files"
+            );
+        }
+        // Three copies of ours, each with its manifest.
+        let ours: Vec<String> = files_under(dest)
+            .into_iter()
+            .filter(|f| f.ends_with(".tar.gz.gpg"))
+            .collect();
+        assert_eq!(ours.len(), 3, "{ours:?}");
+    }
+}

@@ -137,6 +137,19 @@ pub enum FullEvery {
     Runs(u32),
 }
 
+/// A destination's `legacy_copies`: what retention does with the copies the legacy Python
+/// tool stored there (found by its layouts; they have no manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LegacyCopies {
+    /// `"read"` (the default): `status`, `list`, `verify` and `restore` see them; retention
+    /// neither counts nor deletes them.
+    #[default]
+    Read,
+    /// `"manage"`: retention also counts them as copies, and deletes them under the same
+    /// policy, never below the `min_copies` floor (which they help fill).
+    Manage,
+}
+
 /// What `full_every` is when `incremental` does not say.
 pub const DEFAULT_FULL_EVERY: FullEvery = FullEvery::Age(Duration::from_secs(7 * 86_400));
 
@@ -219,6 +232,8 @@ pub struct Entry {
     /// it (`leftover_age`; default a day, so that a run on another machine that is still
     /// uploading is never hit).
     pub leftover_age: Duration,
+    /// Destinations: whether retention manages the legacy tool's copies there.
+    pub legacy_copies: LegacyCopies,
     /// Notifiers: when to send, if the entry says; otherwise the plugin's own default.
     pub notify_on_success: Option<bool>,
     pub notify_on_failure: Option<bool>,
@@ -265,6 +280,7 @@ const HOST_KEYS: &[&str] = &[
     "max_age",
     "incremental",
     "leftover_age",
+    "legacy_copies",
     "notify_on_success",
     "notify_on_failure",
     "notify_on_start",
@@ -714,6 +730,20 @@ impl EntryContext<'_> {
             .map(|v| duration(v, &self.at("leftover_age")))
             .transpose()?
             .unwrap_or(DEFAULT_LEFTOVER_AGE);
+        let legacy_copies = match map.get("legacy_copies") {
+            None => LegacyCopies::Read,
+            Some(_) if self.role != Role::Destination => bail!(
+                "{}: only a destination holds copies to manage",
+                self.at("legacy_copies")
+            ),
+            Some(Value::String(s)) if s == "read" => LegacyCopies::Read,
+            Some(Value::String(s)) if s == "manage" => LegacyCopies::Manage,
+            Some(other) => bail!(
+                "{}: must be \"read\" (the default: seen, never deleted) or \"manage\" \
+                 (counted and deleted under this destination's retention), found {other}",
+                self.at("legacy_copies")
+            ),
+        };
         if min_copies == 0 {
             bail!(
                 "{}: must be at least 1: a destination always keeps its newest copy",
@@ -767,6 +797,7 @@ impl EntryContext<'_> {
             max_age,
             incremental,
             leftover_age,
+            legacy_copies,
             notify_on_success,
             notify_on_failure,
             notify_on_start,

@@ -222,3 +222,29 @@ fn compress_only_means_what_the_legacy_tool_read_and_refuses_the_ambiguous() {
         assert!(err.contains("sources[0].compress_only"), "{value}: {err}");
     }
 }
+
+#[test]
+fn legacy_copies_is_read_unless_a_destination_says_manage() {
+    let job = parse(minimal()).unwrap();
+    assert_eq!(job.destinations[0].legacy_copies, LegacyCopies::Read);
+    let mut v = minimal();
+    v["destinations"][0]["legacy_copies"] = json!("manage");
+    let job = parse(v).unwrap();
+    assert_eq!(job.destinations[0].legacy_copies, LegacyCopies::Manage);
+    assert!(
+        !job.destinations[0]
+            .plugin_config
+            .contains_key("legacy_copies")
+    );
+
+    for (list, value) in [
+        ("destinations", json!("delete")),
+        ("destinations", json!(true)),
+        ("sources", json!("manage")),
+    ] {
+        let mut v = minimal();
+        v[list][0]["legacy_copies"] = value;
+        let err = parse(v).unwrap_err().to_string();
+        assert!(err.contains(&format!("{list}[0].legacy_copies")), "{err}");
+    }
+}

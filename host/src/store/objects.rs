@@ -132,6 +132,8 @@ pub async fn read_manifest(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCopy {
     pub object: String,
+    /// Its manifest's key; empty for a point of the legacy tool's copies, which have none
+    /// (see [`legacy_points`]).
     pub manifest: String,
     pub created: Timestamp,
     pub size: u64,
@@ -251,6 +253,42 @@ pub fn legacy_copies_of(
     copies
 }
 
+/// The legacy tool's copies as retention points, newest first, for a destination whose
+/// `legacy_copies` is `"manage"`. The objects one of its runs stored in one folder make one
+/// point, named by its first object; [`LegacyPoints::parts`] lists every object of each,
+/// all deleted together.
+pub fn legacy_points(copies: &[LegacyCopy]) -> LegacyPoints {
+    let mut points = LegacyPoints::default();
+    let mut by_folder: std::collections::BTreeMap<(Timestamp, &str), Vec<&LegacyCopy>> =
+        Default::default();
+    for c in copies {
+        let folder = c.object.rsplit_once('/').map_or("", |(folder, _)| folder);
+        by_folder.entry((c.created, folder)).or_default().push(c);
+    }
+    for ((created, _), mut run) in by_folder.into_iter().rev() {
+        run.sort_by(|a, b| a.object.cmp(&b.object));
+        let object = run[0].object.clone();
+        points.copies.push(StoredCopy {
+            object: object.clone(),
+            manifest: String::new(),
+            created,
+            size: run.iter().map(|c| c.size).sum(),
+            base: None,
+        });
+        points
+            .parts
+            .insert(object, run.iter().map(|c| c.object.clone()).collect());
+    }
+    points
+}
+
+#[derive(Debug, Default)]
+pub struct LegacyPoints {
+    pub copies: Vec<StoredCopy>,
+    /// Every object of each point, by the point's name.
+    pub parts: std::collections::HashMap<String, Vec<String>>,
+}
+
 fn legacy_time(
     hostname: &str,
     source_id: &str,
@@ -321,6 +359,46 @@ mod tests {
                 "db/20261101020000/db.sql.gpg",
                 "h/2026-10-31/db.tar.gpg",
                 "h/2026-10-30/db.sql.gpg"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_objects_of_one_legacy_run_make_one_retention_point() {
+        let listing: Vec<ObjectInfo> = [
+            "db/20261101020000/db-a.sql.gpg",
+            "db/20261101020000/db-b.sql.gpg",
+            "db/20261102020000/db.sql.gpg",
+            "h/2026-10-30/db.sql.gpg",
+        ]
+        .iter()
+        .map(|k| obj(k))
+        .collect();
+        let points = legacy_points(&legacy_copies_of("h", "db", &listing));
+        let named: Vec<(&str, u64)> = points
+            .copies
+            .iter()
+            .map(|c| (c.object.as_str(), c.size))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                ("db/20261102020000/db.sql.gpg", 10),
+                ("db/20261101020000/db-a.sql.gpg", 20),
+                ("h/2026-10-30/db.sql.gpg", 10)
+            ]
+        );
+        assert!(
+            points
+                .copies
+                .iter()
+                .all(|c| c.manifest.is_empty() && c.base.is_none())
+        );
+        assert_eq!(
+            points.parts["db/20261101020000/db-a.sql.gpg"],
+            [
+                "db/20261101020000/db-a.sql.gpg",
+                "db/20261101020000/db-b.sql.gpg"
             ]
         );
     }
