@@ -405,6 +405,44 @@ async fn sweep_leftovers(
     futures_join_all(sweeps).await
 }
 
+/// `run --dry-run --leftovers`: what this run's sweep would remove at each destination,
+/// from listings alone (nothing is removed). Opening a destination is what a run does
+/// first, so a `local` directory that does not exist yet is created, as a run would.
+/// The journal of a killed run's unfinished copies is left to the run itself.
+pub async fn leftovers_dry_run(
+    plan: &JobPlan,
+    runtime: &Runtime,
+) -> Result<Vec<crate::report::LeftoverSweep>> {
+    let session = Session::for_purpose(plan, runtime, "dry-run", &plan.job.tmpdir)?;
+    let now = crate::schedule::now();
+    let mut sweeps = Vec::new();
+    for planned in &plan.destinations {
+        let dest = &planned.entry;
+        let sweep = match session.open(planned).await {
+            Ok(mut instance) => {
+                leftovers::sweep(
+                    &mut instance,
+                    &dest.id,
+                    &plan.job.hostname,
+                    dest.leftover_age,
+                    now,
+                    true,
+                    None,
+                    &plan.redactor,
+                )
+                .await
+            }
+            Err(e) => crate::report::LeftoverSweep {
+                destination_id: dest.id.clone(),
+                error: Some(format!("not opened: {e}")),
+                ..Default::default()
+            },
+        };
+        sweeps.push(sweep);
+    }
+    Ok(sweeps)
+}
+
 /// A source that produced no artifact, and so no copy at any destination.
 fn record_failed_source(
     report: &mut RunReport,

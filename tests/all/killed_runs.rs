@@ -87,8 +87,25 @@ fn a_killed_run_leaves_nothing_at_a_local_destination_after_the_next_run() {
         status.stderr
     );
 
-    // Two days later, the next run removes every one of them.
+    // Two days later, `--dry-run --leftovers` names what the run would remove, and removes
+    // nothing.
     let later = days_from_now(2);
+    let partials = our_partials(&dest);
+    let dry = run(backups()
+        .env("BACKUPS_NOW", &later)
+        .args(["run", "--dry-run", "--leftovers"])
+        .arg(&job));
+    assert_eq!(dry.code, 0, "{}", dry.all());
+    let would = format!("would remove {}", partials.len());
+    assert!(dry.stdout.contains(&would), "{would}: {}", dry.stdout);
+    assert!(
+        dry.stdout.contains("would remove what was becoming h/20"),
+        "{}",
+        dry.stdout
+    );
+    assert_eq!(our_partials(&dest), partials, "a dry run removes nothing");
+
+    // Then the next run removes every one of them.
     let r = run(backups()
         .env("BACKUPS_NOW", &later)
         .args(["run", "--json"])

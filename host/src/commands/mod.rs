@@ -50,6 +50,10 @@ enum Command {
         /// Validate the job, load every plugin and print every effective grant; touch nothing.
         #[arg(long)]
         dry_run: bool,
+        /// With --dry-run: also list, at each destination (read-only), what the run would
+        /// remove of earlier killed runs' uploads.
+        #[arg(long, requires = "dry_run")]
+        leftovers: bool,
         /// Also print the run report as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -256,9 +260,12 @@ pub fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run {
-                dry_run: true, job, ..
-            }
-            | Command::Check { job } => run::check(&job).await,
+                dry_run: true,
+                job,
+                leftovers,
+                ..
+            } => run::dry_run(&job, leftovers).await,
+            Command::Check { job } => run::check(&job).await,
             Command::Run { job, json, .. } => {
                 backups::privileges::check(cli.allow_root)?;
                 run::run(&job, json, cli.quiet).await

@@ -10,11 +10,40 @@ use std::sync::atomic::Ordering;
 
 /// `check` and `run --dry-run`: the plan, every grant and its origin, the risks.
 pub(super) async fn check(path: &Path) -> Result<ExitCode> {
-    let (_runtime, plan) = planned(path).await?;
+    dry_run(path, false).await
+}
+
+/// `run --dry-run`, and with `leftovers` what the run's sweep would remove at each
+/// destination (read from their listings: the only time a dry run contacts them).
+pub(super) async fn dry_run(path: &Path, leftovers: bool) -> Result<ExitCode> {
+    let (runtime, plan) = planned(path).await?;
     let described = plan.describe();
     print!("{described}");
     let risks = plan.risk_count();
-    println!("\n{risks} risk(s) flagged; dry run: nothing was read, written or deleted");
+    if leftovers {
+        println!("\nleftovers of interrupted uploads (listed, nothing removed):");
+        for sweep in job::leftovers_dry_run(&plan, &runtime).await? {
+            let line = match sweep.describe(true) {
+                Some(line) => line,
+                None if sweep.unsupported => {
+                    "its plugin predates contract 0.1.2 and cannot list them".to_string()
+                }
+                None => "none".to_string(),
+            };
+            println!("  {}: {line}", sweep.destination_id);
+            for object in &sweep.removed {
+                println!(
+                    "    would remove what was becoming {}",
+                    backups::text::for_terminal(object, 300)
+                );
+            }
+        }
+        println!(
+            "\n{risks} risk(s) flagged; dry run: destinations were listed, nothing was written or deleted"
+        );
+    } else {
+        println!("\n{risks} risk(s) flagged; dry run: nothing was read, written or deleted");
+    }
     Ok(if plan.unstarted.is_empty() {
         ExitCode::SUCCESS
     } else {
