@@ -613,8 +613,10 @@ impl Kit<'_> {
         };
         for (outcome, success) in [("successful", true), ("failed", false)] {
             let name = format!("notify {outcome} run");
+            let sample = sample_report(success);
+            let details = crate::notify::run_details(&sample);
             let sent = notifier
-                .notify(&crate::notify::run_report(&sample_report(success)))
+                .notify(&crate::notify::run_report(&sample), Some(details))
                 .await;
             if self.expect_ok(&name, sent).is_some() {
                 self.record(
@@ -648,8 +650,10 @@ impl Kit<'_> {
                 }
                 Role::Destination => instance.list("").await.map(|_| ()),
                 Role::Notifier => {
+                    let sample = sample_report(true);
+                    let details = crate::notify::run_details(&sample);
                     instance
-                        .notify(&crate::notify::run_report(&sample_report(true)))
+                        .notify(&crate::notify::run_report(&sample), Some(details))
                         .await
                 }
             },
@@ -745,6 +749,7 @@ fn sample_report(success: bool) -> crate::report::RunReport {
         bytes_in: if ok { 4096 } else { 0 },
         bytes_out: if ok { 1024 } else { 0 },
         duration: std::time::Duration::from_millis(1500),
+        upload: std::time::Duration::from_millis(if ok { 700 } else { 0 }),
         object: ok.then(|| format!("{id}/2026-01-01/020000Z/{id}.tar.gz.gpg")),
     };
     RunReport {

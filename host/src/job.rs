@@ -32,7 +32,7 @@ use jiff::Timestamp;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Shared progress counter for the CLI's TTY display: bytes the current source produced.
 #[derive(Clone, Default)]
@@ -59,7 +59,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
         .iter()
         .filter(|p| p.entry.notify_on_start)
     {
-        if let Err(e) = notify::send(plan, &session, planned, &start).await {
+        if let Err(e) = notify::send(plan, &session, planned, &start, None).await {
             tracing::warn!("{}: start notification failed: {e}", planned.entry.label());
         }
     }
@@ -235,6 +235,7 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
             bytes_in: artifact.bytes_in,
             bytes_out: artifact.size,
             duration: began.elapsed(),
+            upload: Duration::ZERO,
             object: Some(object.clone()),
         });
 
@@ -254,7 +255,11 @@ pub async fn run(plan: &JobPlan, runtime: &Runtime, progress: &Progress) -> Resu
                 run_dir,
             )
         });
+        let uploading = Instant::now();
         let results = futures_join_all(uploads).await;
+        if let Some(source) = report.sources.last_mut() {
+            source.upload = uploading.elapsed();
+        }
         let stored_somewhere = results.iter().any(|r| r.ok);
         report.destinations.extend(results);
         let _ = std::fs::remove_file(&artifact.path);
@@ -461,6 +466,7 @@ fn record_failed_source(
         bytes_in: progress.bytes.load(Ordering::Relaxed),
         bytes_out: 0,
         duration: began.elapsed(),
+        upload: Duration::ZERO,
         object: None,
     });
     for (dest, _) in destinations {
@@ -854,6 +860,7 @@ async fn delete_all(instance: &mut Instance, keys: &[String]) -> Result<(), Call
 async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
     let success = report.success();
     let wit_report = notify::run_report(report);
+    let details = notify::run_details(report);
     for planned in &plan.notifications {
         let entry = &planned.entry;
         let wanted = planned.notifies(success);
@@ -865,7 +872,7 @@ async fn notify(plan: &JobPlan, session: &Session<'_>, report: &mut RunReport) {
             });
             continue;
         }
-        let sent = notify::send(plan, session, planned, &wit_report).await;
+        let sent = notify::send(plan, session, planned, &wit_report, Some(details.clone())).await;
         let error = sent.err();
         if let Some(e) = &error {
             tracing::warn!("{}: notification failed: {e}", entry.label());

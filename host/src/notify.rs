@@ -6,7 +6,7 @@
 use crate::plan::{JobPlan, Planned};
 use crate::report::RunReport;
 use crate::runtime::CallError;
-use crate::runtime::bindings::report_types as wit;
+use crate::runtime::bindings::{ReportDetails, SourceTiming, report_types as wit};
 use crate::session::Session;
 use crate::status::{Freshness, table};
 use jiff::Timestamp;
@@ -57,6 +57,24 @@ pub fn run_report(report: &RunReport) -> wit::Report {
             .collect(),
         freshness: Vec::new(),
         summary: report.summary(),
+    }
+}
+
+/// What a run's report cannot say (contract 0.1.4's `report-details`): the run's time in
+/// milliseconds and each dumped source's upload time.
+pub fn run_details(report: &RunReport) -> ReportDetails {
+    let run = report.finished.duration_since(report.started);
+    ReportDetails {
+        run_ms: run.as_millis().max(0) as u64,
+        sources: report
+            .sources
+            .iter()
+            .filter(|s| s.ok)
+            .map(|s| SourceTiming {
+                source_id: s.id.clone(),
+                upload_ms: s.upload.as_millis() as u64,
+            })
+            .collect(),
     }
 }
 
@@ -113,17 +131,19 @@ pub fn stale_report(plan: &JobPlan, results: &[Freshness], now: Timestamp) -> wi
     }
 }
 
-/// Sends one report to one notifier; the error comes back redacted.
+/// Sends one report (and, for a run's, its details) to one notifier; the error comes
+/// back redacted.
 pub async fn send(
     plan: &JobPlan,
     session: &Session<'_>,
     planned: &Planned,
     report: &wit::Report,
+    details: Option<ReportDetails>,
 ) -> Result<(), String> {
     let sent = async {
         let mut instance = session.open(planned).await?;
         instance
-            .notify(report)
+            .notify(report, details)
             .await
             .map_err(|e: CallError| e.to_string())
     }
@@ -142,7 +162,7 @@ pub async fn alert(
         if !planned.notifies(false) {
             continue;
         }
-        let sent = send(plan, session, planned, report).await;
+        let sent = send(plan, session, planned, report, None).await;
         out.push((planned.entry.label(), sent));
     }
     out

@@ -29,8 +29,12 @@ pub struct SourceResult {
     pub warnings: Vec<String>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Dump, compression and encryption.
     #[serde(serialize_with = "millis")]
     pub duration: Duration,
+    /// Storing the copy at every destination (at the same time), retention included.
+    #[serde(serialize_with = "millis", rename = "upload_duration")]
+    pub upload: Duration,
     pub object: Option<String>,
 }
 

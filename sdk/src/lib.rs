@@ -84,9 +84,19 @@ pub use world::exports::backups::plugin::storage::DeletionRule;
 #[cfg(feature = "notifier")]
 pub use plugin::Notifier;
 #[cfg(feature = "notifier")]
+pub use world::backups::plugin::report_details::{Details as ReportDetails, SourceTiming};
+#[cfg(feature = "notifier")]
 pub use world::exports::backups::plugin::notification::{
     DestinationReport, Freshness, Outcome, Report, ReportKind, SourceReport,
 };
+
+/// During [`Notifier::notify`] of a run's report: what the report's records cannot say —
+/// the run's time in milliseconds and each dumped source's upload time (contract 0.1.4).
+/// `None` for other reports (a start, a stale copy) and outside `notify`.
+#[cfg(feature = "notifier")]
+pub fn report_details() -> Option<ReportDetails> {
+    world::backups::plugin::report_details::current()
+}
 
 /// What the export macros expand to. Not a stable API.
 #[doc(hidden)]

@@ -8,7 +8,7 @@
 #[cfg(all(feature = "source", not(feature = "incremental")))]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/source@0.1.3",
+    world: "backups:plugin/source@0.1.4",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",
@@ -19,7 +19,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "incremental")]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/incremental-source@0.1.3",
+    world: "backups:plugin/incremental-source@0.1.4",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",
@@ -30,7 +30,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "destination")]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/destination@0.1.3",
+    world: "backups:plugin/destination@0.1.4",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",
@@ -41,7 +41,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "notifier")]
 wit_bindgen::generate!({
     path: "../wit",
-    world: "backups:plugin/notifier@0.1.3",
+    world: "backups:plugin/notifier@0.1.4",
     generate_all,
     pub_export_macro: true,
     export_macro_name: "__export_world",

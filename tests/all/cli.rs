@@ -39,13 +39,13 @@ fn plugins_inspect_prints_world_version_digest_and_imports() {
         r.stdout
     );
     assert!(
-        r.stdout.contains("backups:plugin/source@0.1.3"),
+        r.stdout.contains("backups:plugin/source@0.1.4"),
         "{}",
         r.stdout
     );
     assert!(r.stdout.contains("third-party"), "{}", r.stdout);
     assert!(
-        r.stdout.contains("backups:plugin/process@0.1.3"),
+        r.stdout.contains("backups:plugin/process@0.1.4"),
         "imports listed: {}",
         r.stdout
     );

@@ -152,18 +152,64 @@ fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
     );
 
     let m = metrics(pgw.port);
-    let group = ["job=\"backups_nightly\"", "instance=\"db1\""];
+    // The labels `backups status --prometheus` writes: job, hostname, source, destination.
+    let group = ["job=\"nightly\"", "hostname=\"db1\""];
     assert!(line_with(&m, "backups_last_run_success", &group).ends_with(" 1"));
     let first_success = line_with(&m, "backups_last_success_timestamp_seconds", &group).to_string();
-    assert!(
-        line_with(
-            &m,
-            "backups_retained_copies",
-            &["destination=\"disk\"", "source=\"etc\""]
-        )
-        .ends_with(" 1")
+    let retained = line_with(
+        &m,
+        "backups_retained_copies",
+        &["destination=\"disk\"", "source=\"etc\""],
     );
+    assert!(retained.ends_with(" 1"), "{retained}");
+    assert!(group.iter().all(|l| retained.contains(l)), "{retained}");
     assert!(line_with(&m, "backups_source_success", &["source=\"etc\""]).ends_with(" 1"));
+    // Milliseconds, not whole seconds.
+    let duration = value(line_with(&m, "backups_run_duration_seconds", &group));
+    assert!(
+        duration > 0.0 && duration < 600.0 && duration.fract() != 0.0,
+        "{duration}"
+    );
+    let status_file = work.path().join("status.prom");
+    let status = run(backups()
+        .args(["status", "--prometheus"])
+        .arg(&status_file)
+        .arg(&job));
+    assert_eq!(status.code, 0, "{}", status.all());
+    let written = fs::read_to_string(&status_file).unwrap();
+    let copies = line_with(&written, "backups_copies", &group);
+    assert!(
+        copies.contains("source=\"etc\"") && copies.contains("destination=\"disk\""),
+        "{copies}"
+    );
+
+    // The legacy tool's metrics, unchanged: per source, in the group `job=<source id>`.
+    let stored = body(request(&log, "/hook"))["sources"][0]["bytes_out"]
+        .as_u64()
+        .unwrap();
+    let legacy = ["job=\"etc\""];
+    assert_eq!(
+        value(line_with(&m, "backup_size_sum", &legacy)),
+        stored as f64
+    );
+    assert_eq!(value(line_with(&m, "backup_size_count", &legacy)), 1.0);
+    let dumptime = value(line_with(&m, "backup_dumptime_sum", &legacy));
+    let uploadtime = value(line_with(&m, "backup_uploadtime_sum", &legacy));
+    assert!(
+        (0.0..duration).contains(&dumptime),
+        "{dumptime} of {duration}"
+    );
+    assert!(
+        (0.0..duration).contains(&uploadtime),
+        "{uploadtime} of {duration}"
+    );
+    assert_eq!(value(line_with(&m, "backup_retained_copies", &legacy)), 1.0);
+    let pushed_at = value(line_with(&m, "backup_timestamp", &legacy));
+    let now = jiff::Timestamp::now().as_second() as f64;
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&pushed_at),
+        "{pushed_at}"
+    );
 
     // A failed run (the source folder is gone): failure payloads, the ping's /fail, and
     // the last success kept.
@@ -195,6 +241,13 @@ fn each_service_gets_its_documented_payload_and_the_pushgateway_its_metrics() {
         "kept"
     );
     assert!(line_with(&m, "backups_source_success", &["source=\"etc\""]).ends_with(" 0"));
+    // The legacy tool pushed nothing for a failed source: its last success stays.
+    assert_eq!(value(line_with(&m, "backup_timestamp", &legacy)), pushed_at);
+}
+
+/// The value of one line of the text format.
+fn value(line: &str) -> f64 {
+    line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
 #[test]

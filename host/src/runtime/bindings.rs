@@ -1,4 +1,4 @@
-//! Host bindings for the three worlds of `backups:plugin@0.1.3` (which serve 0.1.0 to 0.1.2
+//! Host bindings for the three worlds of `backups:plugin@0.1.4` (which serve 0.1.0 to 0.1.3
 //! plugins too: wasmtime matches semver-compatible import and export names).
 //!
 //! Destinations are bound as `destination-base` (what every version exports) plus the
@@ -88,6 +88,7 @@ pub mod notifier {
 
 pub use incremental::exports::backups::plugin::incremental::IncrementalInfo;
 pub use leftovers::exports::backups::plugin::leftovers::{CleanupRule, Leftover};
+pub use notifier::backups::plugin::report_details::{Details as ReportDetails, SourceTiming};
 pub use notifier::exports::backups::plugin::notification as report_types;
 pub use source::backups::plugin::types::{
     About, Context, ErrorKind, Grants as WitGrants, ObjectInfo, PluginError,

@@ -587,9 +587,12 @@ impl Instance {
         storage_call!(self, &format!("delete {key}"), call_delete(key))
     }
 
+    /// Notifiers: sends `report`; during the call, `report-details.current` answers
+    /// `details`.
     pub async fn notify(
         &mut self,
         report: &bindings::report_types::Report,
+        details: Option<bindings::ReportDetails>,
     ) -> Result<(), CallError> {
         let Bindings::Notifier(_) = &self.bindings else {
             return Err(CallError::Host(
@@ -597,15 +600,19 @@ impl Instance {
             ));
         };
         let limit = self.call_limit;
-        self.guarded("notify", limit, async |s| {
-            let Bindings::Notifier(b) = &s.bindings else {
-                unreachable!()
-            };
-            b.backups_plugin_notification()
-                .call_notify(&mut s.store, report)
-                .await
-        })
-        .await
+        self.store.data_mut().report_details = details;
+        let sent = self
+            .guarded("notify", limit, async |s| {
+                let Bindings::Notifier(b) = &s.bindings else {
+                    unreachable!()
+                };
+                b.backups_plugin_notification()
+                    .call_notify(&mut s.store, report)
+                    .await
+            })
+            .await;
+        self.store.data_mut().report_details = None;
+        sent
     }
 }
 

@@ -25,6 +25,7 @@ pub mod loader;
 mod name_lookup;
 mod net;
 mod policy;
+mod report_details;
 pub mod sink;
 mod state;
 mod stdio;
@@ -114,6 +115,7 @@ impl Runtime {
         ours::fs_metadata::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::files::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         ours::process::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        report_details::add_to_linker(&mut linker)?;
 
         let cache = cache_dir.and_then(|d| loader::ComponentCache::open(&engine, d));
         if let Some(dir) = cache_dir {
@@ -367,6 +369,7 @@ impl Runtime {
             private_file_bytes: 0,
             grant_dirs,
             roots: Vec::new(),
+            report_details: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -31,6 +31,8 @@ pub struct PluginState {
     pub(super) grant_dirs: Vec<PathBuf>,
     /// Cached grant roots for `fs-metadata.lstat`.
     pub(super) roots: Vec<(PathBuf, cap_std::fs::Dir)>,
+    /// Notifiers, during `notify`: what `report-details.current` answers.
+    pub(super) report_details: Option<super::bindings::ReportDetails>,
 }
 
 impl PluginState {

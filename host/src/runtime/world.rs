@@ -6,7 +6,7 @@ use wasmtime::component::Component;
 
 pub const PACKAGE: &str = "backups:plugin";
 /// The contract versions this host serves. A later host may serve several side by side.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2", "0.1.3"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.1.0", "0.1.1", "0.1.2", "0.1.3", "0.1.4"];
 
 /// What a component says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
